@@ -1,0 +1,47 @@
+# llm-canary. The two commands a user needs: `make up` and `make test`. Everything they need is
+# set up by `make setup` (idempotent, cached under ~/.cache/llm-canary).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+RUN := source scripts/lib.sh && activate_venv &&
+
+.PHONY: help setup up test lint test-infra test-gateway test-worker test-roles test-vm bench destroy lock
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+setup: ## install everything the project needs (apt, venv, collections, llama-server, test image)
+	@scripts/setup.sh
+
+up: setup ## run site.yml on the local target (a systemd host in podman, local gateway and Worker)
+	@$(RUN) ansible-playbook site.yml -e target=local
+
+test: setup ## lint, then every test suite
+	@$(MAKE) --no-print-directory lint test-infra test-gateway test-worker test-roles test-vm
+
+lint: setup ## ansible-lint (production profile, offline), yamllint, ruff
+	@$(RUN) scripts/lint.sh
+
+test-infra: setup ## the GCP play against the discovery-validated fake GCP API
+	@$(RUN) scripts/test-infra.sh
+
+test-gateway: setup ## the model gateway against real llama-server and fault-injecting upstreams
+	@$(RUN) scripts/test-gateway.sh
+
+test-worker: setup ## the Worker in workerd (Miniflare) and the Cloudflare deploy module
+	@$(RUN) scripts/test-worker.sh
+
+test-roles: setup ## Molecule: every role on real systemd hosts under podman
+	@$(RUN) scripts/test-roles.sh
+
+test-vm: setup ## testinfra over SSH against a QEMU Debian VM
+	@$(RUN) scripts/test-vm.sh
+
+bench: setup ## benchmarks: gateway vs nginx vs direct; Worker vs pass-through
+	@$(RUN) scripts/bench.sh
+
+destroy: setup ## remove everything site.yml created (asks for project_id and confirmation)
+	@$(RUN) ansible-playbook playbooks/destroy.yml
+
+lock: ## rewrite requirements/constraints.txt from a fresh install of requirements/*.txt
+	@scripts/lock.sh

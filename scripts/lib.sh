@@ -1,0 +1,55 @@
+# Shared by the scripts under scripts/: paths, caches and small helpers. Source it; do not run it.
+# shellcheck shell=bash
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Slow things (downloads, ccache, pip/npm caches, the test image) live outside the checkout, so a
+# fresh clone reuses them; build outputs live in build/ inside it.
+CACHE_DIR="${LLM_CANARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-canary}"
+BUILD_DIR="$ROOT/build"
+VENV="$ROOT/.venv"
+export PIP_CACHE_DIR="$CACHE_DIR/pip"
+export npm_config_cache="$CACHE_DIR/npm"
+export CCACHE_DIR="$CACHE_DIR/ccache"
+mkdir -p "$CACHE_DIR" "$BUILD_DIR"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# apt_ensure PKG...: install the Debian packages that are not installed yet (no-op when all are).
+apt_ensure() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ ! -f "$CACHE_DIR/apt-updated" ] || [ -n "$(find "$CACHE_DIR/apt-updated" -mmin +360)" ]; then
+    $sudo apt-get update -qq && touch "$CACHE_DIR/apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# fetch URL SHA256 DEST: download once into the cache, verify, copy to DEST. A wrong checksum
+# deletes the download and fails, so a poisoned cache never survives.
+fetch() {
+  local url="$1" sha="$2" dest="$3" cached
+  cached="$CACHE_DIR/downloads/${sha}-${url##*/}"
+  mkdir -p "$CACHE_DIR/downloads" "$(dirname "$dest")"
+  if [ ! -f "$cached" ]; then
+    log "download ${url##*/}"
+    curl -fsSL --retry 3 -o "$cached.part" "$url" || die "download failed: $url"
+    mv "$cached.part" "$cached"
+  fi
+  if ! echo "$sha  $cached" | sha256sum -c --quiet -; then
+    rm -f "$cached"
+    die "sha256 mismatch for $url (expected $sha)"
+  fi
+  [ "$cached" -ef "$dest" ] || cp -f "$cached" "$dest"
+}
+
+activate_venv() {
+  # shellcheck disable=SC1091
+  . "$VENV/bin/activate"
+  export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
+}
