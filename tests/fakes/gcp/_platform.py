@@ -1,0 +1,170 @@
+"""The project-level APIs around Compute Engine: Service Usage, IAM service accounts, and Cloud
+Resource Manager v1 projects, in memory."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import ApiError, already_exists, invalid, not_found, service_disabled
+
+
+@dataclass
+class Project:
+    project_id: str
+    number: str
+    parent: dict[str, str] | None = None
+    services: set[str] = field(default_factory=set)
+    service_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class PlatformState:
+    projects: dict[str, Project] = field(default_factory=dict)
+    operations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _numbers: itertools.count = field(default_factory=lambda: itertools.count(123456789012))
+
+    def add_project(self, project_id: str, parent: dict[str, str] | None = None) -> Project:
+        project = Project(project_id, str(next(self._numbers)), parent)
+        self.projects[project_id] = project
+        return project
+
+    def project(self, ref: str) -> Project:
+        """`ref` is `projects/ID`, `projects/NUMBER`, or a bare id, as the APIs accept."""
+        key = ref.removeprefix("projects/")
+        for project in self.projects.values():
+            if key in (project.project_id, project.number):
+                return project
+        raise ApiError(403, f"Permission denied on resource project {key}.", "forbidden")
+
+    def long_running(self, name: str, response: dict[str, Any]) -> dict[str, Any]:
+        """An `operations/...` resource that is done at its second read."""
+        self.operations[name] = {"name": name, "done": False, "_response": response, "_reads": 0}
+        return {"name": name, "done": False}
+
+
+class ServiceUsage:
+    def __init__(self, state: PlatformState) -> None:
+        self.state = state
+
+    def handle(self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any) -> dict[str, Any]:
+        verb = method_id.rsplit(".", 1)[1]
+        if method_id == "serviceusage.operations.get":
+            return _read_operation(self.state, "operations/" + params["operationsId"])
+        project = self.state.project(f"projects/{params['v1Id1']}")
+        if verb == "batchGet":
+            names = query.get("names", [])
+            if not names or len(names) > 30:
+                raise invalid("names must list between 1 and 30 services")
+            return {"services": [self._service(project, n.rsplit("/", 1)[1]) for n in names]}
+        if verb == "get":
+            return self._service(project, params["servicesId"])
+        if verb == "batchEnable":
+            ids = body.get("serviceIds", [])
+            if not ids or len(ids) > 20:
+                raise invalid("serviceIds must list between 1 and 20 services")
+            project.services.update(ids)
+            name = f"operations/acat.p2-{project.number}-{len(self.state.operations)}"
+            return self.state.long_running(name, {"services": [self._service(project, s) for s in ids]})
+        if verb in ("enable", "disable"):
+            service = params["servicesId"]
+            (project.services.add if verb == "enable" else project.services.discard)(service)
+            name = f"operations/acf.p2-{project.number}-{len(self.state.operations)}"
+            return self.state.long_running(name, {"service": self._service(project, service)})
+        raise ApiError(501, f"the fake does not implement {method_id}", "notImplemented")
+
+    @staticmethod
+    def _service(project: Project, service: str) -> dict[str, Any]:
+        return {
+            "name": f"projects/{project.number}/services/{service}",
+            "config": {"name": service, "title": service.split(".")[0]},
+            "state": "ENABLED" if service in project.services else "DISABLED",
+            "parent": f"projects/{project.number}",
+        }
+
+
+class Iam:
+    def __init__(self, state: PlatformState) -> None:
+        self.state = state
+
+    def handle(self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any) -> dict[str, Any]:
+        project = self.state.project(params["projectsId"])
+        if "iam.googleapis.com" not in project.services:
+            raise service_disabled("iam.googleapis.com", project.project_id)
+        verb = method_id.rsplit(".", 1)[1]
+        if verb == "create":
+            account_id = body.get("accountId", "")
+            email = f"{account_id}@{project.project_id}.iam.gserviceaccount.com"
+            if email in project.service_accounts:
+                raise already_exists(f"projects/{project.project_id}/serviceAccounts/{email}")
+            account = {
+                "name": f"projects/{project.project_id}/serviceAccounts/{email}",
+                "projectId": project.project_id,
+                "uniqueId": f"1{len(project.service_accounts):020d}",
+                "email": email,
+                "displayName": body.get("serviceAccount", {}).get("displayName", ""),
+                "etag": "MDEwMjE5MjA=",
+                "oauth2ClientId": f"1{len(project.service_accounts):020d}",
+            }
+            project.service_accounts[email] = account
+            return copy.deepcopy(account)
+        email = params["serviceAccountsId"]
+        if email not in project.service_accounts:
+            raise not_found(f"projects/{project.project_id}/serviceAccounts/{email}")
+        if verb == "get":
+            return copy.deepcopy(project.service_accounts[email])
+        if verb == "delete":
+            del project.service_accounts[email]
+            return {}
+        raise ApiError(501, f"the fake does not implement {method_id}", "notImplemented")
+
+
+class ResourceManager:
+    """Cloud Resource Manager v1 projects (the version google.cloud's project module speaks)."""
+
+    def __init__(self, state: PlatformState) -> None:
+        self.state = state
+
+    def handle(self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any) -> dict[str, Any]:
+        if method_id == "cloudresourcemanager.operations.get":
+            return _read_operation(self.state, "operations/" + params["operationsId"])
+        if method_id == "cloudresourcemanager.projects.create":
+            project_id = body["projectId"]
+            if project_id in self.state.projects:
+                raise ApiError(409, "Requested entity already exists", "alreadyExists")
+            project = self.state.add_project(project_id, body.get("parent"))
+            return self.state.long_running(f"operations/cp.{project.number}", self._project(project, body.get("name")))
+        if method_id == "cloudresourcemanager.projects.get":
+            project = self.state.projects.get(params["projectId"])
+            if project is None:
+                raise ApiError(403, f"The caller does not have permission (project {params['projectId']})", "forbidden")
+            return self._project(project)
+        raise ApiError(501, f"the fake does not implement {method_id}", "notImplemented")
+
+    @staticmethod
+    def _project(project: Project, name: str | None = None) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "projectNumber": project.number,
+            "projectId": project.project_id,
+            "lifecycleState": "ACTIVE",
+            "name": name or project.project_id,
+            "createTime": "2026-11-27T12:00:00.000Z",
+        }
+        if project.parent:
+            answer["parent"] = project.parent
+        return answer
+
+
+def _read_operation(state: PlatformState, name: str) -> dict[str, Any]:
+    op = state.operations.get(name)
+    if op is None:
+        raise not_found(name)
+    op["_reads"] += 1
+    if op["_reads"] >= 2:
+        op["done"] = True
+    answer = {k: v for k, v in op.items() if not k.startswith("_")}
+    if op["done"]:
+        answer["response"] = op["_response"]
+    return answer
