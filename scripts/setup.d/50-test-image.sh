@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The test host image: Debian 12 with systemd as PID 1, for rootful podman (Molecule, `make up`).
+# debootstrap builds the root filesystem once; its tarball is kept in the cache, so a fresh clone
+# (or a machine that shares the cache) only re-imports it. The tag is a hash of the recipe below:
+# change the recipe and a new image is built beside the old one.
+# Prints nothing when the image is present; `$0 --print-image` prints its name.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+
+suite=bookworm
+mirror="${LLM_CANARY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+packages=systemd,systemd-sysv,dbus,python3,python3-apt,openssh-server,sudo,iproute2,ca-certificates
+recipe="$suite $packages minbase v1"
+tag="$(printf '%s' "$recipe" | sha256sum | cut -c1-12)"
+image="localhost/llm-canary-debian12-systemd:$tag"
+if [ "${1:-}" = --print-image ]; then
+  echo "$image"
+  exit 0
+fi
+
+apt_ensure podman runc debootstrap
+podman image exists "$image" && exit 0
+
+tarball="$CACHE_DIR/images/debian12-systemd-$tag.tar.gz"
+if [ ! -f "$tarball" ]; then
+  log "debootstrap Debian 12 ($suite, minbase) for the test image (about a minute)"
+  rootfs="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
+  trap 'rm -rf "$rootfs"' EXIT
+  debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
+    || { tail -30 "$rootfs.log"; die "debootstrap failed (log: $rootfs.log)"; }
+  # Security and point-release updates, as on a real Debian 12 VM.
+  cat >"$rootfs/etc/apt/sources.list" <<EOF
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb ${mirror%/debian}/debian-security $suite-security main
+EOF
+  # A container has no consoles or kernel file systems to set up: these units only fail there.
+  for unit in getty@tty1.service console-getty.service systemd-remount-fs.service \
+    sys-kernel-config.mount sys-kernel-debug.mount; do
+    ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
+  done
+  # The host's image id is written by systemd at first boot; an empty file makes it do that.
+  : >"$rootfs/etc/machine-id"
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  mkdir -p "$(dirname "$tarball")"
+  tar -C "$rootfs" --numeric-owner -czf "$tarball.part" .
+  mv "$tarball.part" "$tarball"
+  rm -f "$rootfs.log"
+fi
+log "podman import $image"
+# CMD in JSON form: the shell form would run systemd under /bin/sh, not as PID 1.
+podman import \
+  --change 'CMD ["/sbin/init"]' \
+  --change 'STOPSIGNAL=SIGRTMIN+3' \
+  --change 'ENV container=podman' \
+  --quiet "$tarball" "$image" >/dev/null
