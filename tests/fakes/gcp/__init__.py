@@ -1,8 +1,8 @@
 """A faithful fake of the GCP APIs the infra play calls, behind an intercepting HTTPS proxy.
 
-    fake = FakeGcp()
-    fake.platform.add_project("canary-test")
-    running = RunningFake(fake, tmp_path)   # then run clients with running.client_environment()
+fake = FakeGcp()
+fake.platform.add_project("canary-test")
+running = RunningFake(fake, tmp_path)   # then run clients with running.client_environment()
 """
 
 from ._errors import ApiError

@@ -93,7 +93,9 @@ class Compute:
     def __init__(self, state: ComputeState) -> None:
         self.state = state
 
-    def handle(self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any) -> dict[str, Any]:
+    def handle(
+        self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> dict[str, Any]:
         _, collection, verb = method_id.split(".")
         if collection.endswith("Operations"):
             return self._operation(params)
@@ -116,12 +118,18 @@ class Compute:
 
     def _list(self, collection: str, parent: str, *_: Any) -> dict[str, Any]:
         items = [copy.deepcopy(r) for p, r in self.state.resources.items() if p.rsplit("/", 1)[0] == parent]
-        answer: dict[str, Any] = {"kind": f"compute#{_KINDS[collection]}List", "id": parent, "selfLink": BASE + parent}
+        answer: dict[str, Any] = {
+            "kind": f"compute#{_KINDS[collection]}List",
+            "id": parent,
+            "selfLink": BASE + parent,
+        }
         if items:
             answer["items"] = items
         return answer
 
-    def _insert(self, collection: str, parent: str, params: dict[str, str], _q: Any, body: Any) -> dict[str, Any]:
+    def _insert(
+        self, collection: str, parent: str, params: dict[str, str], _q: Any, body: Any
+    ) -> dict[str, Any]:
         path = f"{parent}/{body['name']}"
         if path in self.state.resources:
             raise already_exists(path)
@@ -150,7 +158,9 @@ class Compute:
         del self.state.resources[path]
         return self._new_operation("delete", params, resource, None)
 
-    def _patch(self, collection: str, parent: str, params: dict[str, str], _q: Any, body: Any) -> dict[str, Any]:
+    def _patch(
+        self, collection: str, parent: str, params: dict[str, str], _q: Any, body: Any
+    ) -> dict[str, Any]:
         if collection != "firewalls":
             raise ApiError(501, f"the fake does not implement compute.{collection}.patch", "notImplemented")
         path = f"{parent}/{params['firewall']}"
@@ -175,7 +185,9 @@ class Compute:
         self, kind: str, params: dict[str, str], resource: dict[str, Any], on_done: Callable[[], None] | None
     ) -> dict[str, Any]:
         project = params["project"]
-        name = f"operation-{self.state.next_id()}-{hashlib.sha1(resource['selfLink'].encode()).hexdigest()[:12]}"
+        name = (
+            f"operation-{self.state.next_id()}-{hashlib.sha1(resource['selfLink'].encode()).hexdigest()[:12]}"
+        )
         path = f"projects/{project}/{_scope(params)}operations/{name}"
         body: dict[str, Any] = {
             "kind": "compute#operation",
@@ -223,7 +235,9 @@ class Compute:
         try:
             cidr = ipaddress.ip_network(subnet.get("ipCidrRange", ""))
         except ValueError as err:
-            raise invalid(f"Invalid value for field 'resource.ipCidrRange': '{subnet.get('ipCidrRange')}'.") from err
+            raise invalid(
+                f"Invalid value for field 'resource.ipCidrRange': '{subnet.get('ipCidrRange')}'."
+            ) from err
         subnet.update(
             gatewayAddress=str(next(cidr.hosts())),
             fingerprint=_fingerprint(subnet),
@@ -260,9 +274,13 @@ class Compute:
         }
         if "address" in addr:
             if ipaddress.ip_address(addr["address"]) not in cidr:
-                raise invalid(f"Requested internal IP address {addr['address']} is outside the subnetwork range {cidr}.")
+                raise invalid(
+                    f"Requested internal IP address {addr['address']} is outside the subnetwork range {cidr}."
+                )
             if addr["address"] in taken:
-                raise ApiError(409, f"IP '{addr['address']}' is already being used by another resource.", "alreadyExists")
+                raise ApiError(
+                    409, f"IP '{addr['address']}' is already being used by another resource.", "alreadyExists"
+                )
         else:
             # GCE keeps the first two and the last two addresses of a range for itself.
             addr["address"] = next(str(h) for h in list(cidr.hosts())[1:-1] if str(h) not in taken)
@@ -281,16 +299,26 @@ class Compute:
             try:
                 ipaddress.ip_network(cidr)
             except ValueError as err:
-                raise invalid(f"Invalid value for field 'resource.sourceRanges': '{cidr}'. Must be a CIDR address range.") from err
+                raise invalid(
+                    f"Invalid value for field 'resource.sourceRanges': '{cidr}'. "
+                    "Must be a CIDR address range."
+                ) from err
         if not rule.get("allowed") and not rule.get("denied"):
             raise invalid("Required field 'resource.allowed' or 'resource.denied' not specified")
 
     def _fill_disks(self, project: str, params: dict[str, str], disk: dict[str, Any]) -> None:
         disk["type"] = full_url(project, disk.get("type", f"zones/{params['zone']}/diskTypes/pd-standard"))
         if f"/zones/{params['zone']}/diskTypes/" not in disk["type"]:
-            raise invalid(f"Invalid value for field 'resource.type': '{disk['type']}'. Disk type must be in zone {params['zone']}.")
+            raise invalid(
+                f"Invalid value for field 'resource.type': '{disk['type']}'. "
+                f"Disk type must be in zone {params['zone']}."
+            )
         disk["sizeGb"] = str(disk.get("sizeGb", "10"))
-        disk.update(status="READY", labelFingerprint=_fingerprint(disk.get("labels", {})), physicalBlockSizeBytes="4096")
+        disk.update(
+            status="READY",
+            labelFingerprint=_fingerprint(disk.get("labels", {})),
+            physicalBlockSizeBytes="4096",
+        )
         if "sourceImage" in disk:
             disk["sourceImage"] = full_url(project, disk["sourceImage"])
             disk["sourceImageId"] = self.state.next_id()
@@ -304,18 +332,30 @@ class Compute:
         region = zone.rsplit("-", 1)[0]
         vm["machineType"] = full_url(project, vm.get("machineType", ""))
         if f"/zones/{zone}/machineTypes/" not in vm["machineType"]:
-            raise invalid(f"Invalid value for field 'resource.machineType': '{vm['machineType']}'. Machine type must be in zone {zone}.")
-        scheduling = {"onHostMaintenance": "MIGRATE", "automaticRestart": True, "preemptible": False, "provisioningModel": "STANDARD"}
+            raise invalid(
+                f"Invalid value for field 'resource.machineType': '{vm['machineType']}'. "
+                f"Machine type must be in zone {zone}."
+            )
+        scheduling = {
+            "onHostMaintenance": "MIGRATE",
+            "automaticRestart": True,
+            "preemptible": False,
+            "provisioningModel": "STANDARD",
+        }
         scheduling.update(vm.get("scheduling", {}))
         vm["scheduling"] = scheduling
         accelerators = vm.get("guestAccelerators", [])
         for acc in accelerators:
             acc["acceleratorType"] = full_url(project, acc["acceleratorType"])
             if f"/zones/{zone}/acceleratorTypes/" not in acc["acceleratorType"]:
-                raise invalid(f"Invalid value for field 'resource.guestAccelerators': accelerator type must be in zone {zone}.")
+                raise invalid(
+                    f"Invalid value for field 'resource.guestAccelerators': "
+                    f"accelerator type must be in zone {zone}."
+                )
         if accelerators and scheduling["onHostMaintenance"] != "TERMINATE":
             raise invalid(
-                "Instances with guest accelerators do not support live migration.", "instancesWithGuestAcceleratorsDoNotSupportLiveMigration"
+                "Instances with guest accelerators do not support live migration.",
+                "instancesWithGuestAcceleratorsDoNotSupportLiveMigration",
             )
         if not vm.get("networkInterfaces"):
             raise invalid("Required field 'resource.networkInterfaces' not specified")
@@ -347,7 +387,9 @@ class Compute:
 
         return running
 
-    def _fill_nic(self, project: str, region: str, nic: dict[str, Any], index: int, claims: list[dict[str, Any]]) -> None:
+    def _fill_nic(
+        self, project: str, region: str, nic: dict[str, Any], index: int, claims: list[dict[str, Any]]
+    ) -> None:
         subnet_url = self._existing(project, nic.get("subnetwork", ""), "subnetwork")
         subnet = self.state.resources[rel(subnet_url)]
         if f"/regions/{region}/" not in subnet_url:
@@ -360,11 +402,17 @@ class Compute:
             fingerprint=_fingerprint(nic),
             stackType="IPV4_ONLY",
         )
-        internal = [a for a in self.state.of_kind("addresses") if a["addressType"] == "INTERNAL" and a.get("subnetwork") == subnet_url]
+        internal = [
+            a
+            for a in self.state.of_kind("addresses")
+            if a["addressType"] == "INTERNAL" and a.get("subnetwork") == subnet_url
+        ]
         if "networkIP" in nic:
             reserved = next((a for a in internal if a["address"] == nic["networkIP"]), None)
             if ipaddress.ip_address(nic["networkIP"]) not in ipaddress.ip_network(subnet["ipCidrRange"]):
-                raise invalid(f"Requested internal IP address {nic['networkIP']} is outside the subnetwork range.")
+                raise invalid(
+                    f"Requested internal IP address {nic['networkIP']} is outside the subnetwork range."
+                )
             if reserved is not None:
                 if reserved.get("users"):
                     raise in_use(rel(reserved["selfLink"]), rel(reserved["users"][0]))
@@ -372,7 +420,9 @@ class Compute:
         else:
             taken = {a["address"] for a in internal}
             nic["networkIP"] = next(
-                str(h) for h in list(ipaddress.ip_network(subnet["ipCidrRange"]).hosts())[1:-1] if str(h) not in taken
+                str(h)
+                for h in list(ipaddress.ip_network(subnet["ipCidrRange"]).hosts())[1:-1]
+                if str(h) not in taken
             )
         for config in nic.get("accessConfigs", []):
             config.update(kind="compute#accessConfig", type=config.get("type", "ONE_TO_ONE_NAT"))
@@ -382,21 +432,38 @@ class Compute:
                 config["natIP"] = self.state.next_external_ip()
                 continue
             reserved = next(
-                (a for a in self.state.of_kind("addresses") if a["address"] == config["natIP"] and a["addressType"] == "EXTERNAL"),
+                (
+                    a
+                    for a in self.state.of_kind("addresses")
+                    if a["address"] == config["natIP"] and a["addressType"] == "EXTERNAL"
+                ),
                 None,
             )
             if reserved is None or f"/regions/{region}/" not in reserved["selfLink"]:
-                raise invalid(f"Invalid value for field 'resource.networkInterfaces[{index}].accessConfigs[0].natIP': '{config['natIP']}'. The specified external IP address '{config['natIP']}' was not found in region '{region}'.")
+                raise invalid(
+                    f"Invalid value for field 'resource.networkInterfaces[{index}].accessConfigs[0].natIP': "
+                    f"'{config['natIP']}'. The specified external IP address '{config['natIP']}' "
+                    f"was not found in region '{region}'."
+                )
             if reserved.get("users"):
-                raise invalid(f"IP address '{config['natIP']}' is already being used by another resource.", "ipInUseByAnotherResource")
+                raise invalid(
+                    f"IP address '{config['natIP']}' is already being used by another resource.",
+                    "ipInUseByAnotherResource",
+                )
             claims.append(reserved)
 
-    def _attach_disk(self, project: str, params: dict[str, str], vm: dict[str, Any], spec: dict[str, Any], index: int) -> dict[str, Any]:
+    def _attach_disk(
+        self, project: str, params: dict[str, str], vm: dict[str, Any], spec: dict[str, Any], index: int
+    ) -> dict[str, Any]:
         zone = params["zone"]
         init = spec.get("initializeParams")
         if init is not None:
             name = init.get("diskName", vm["name"] if spec.get("boot") else f"{vm['name']}-{index}")
-            disk_body = {"name": name, "sizeGb": init.get("diskSizeGb", "10"), "labels": init.get("labels", {})}
+            disk_body = {
+                "name": name,
+                "sizeGb": init.get("diskSizeGb", "10"),
+                "labels": init.get("labels", {}),
+            }
             if "sourceImage" in init:
                 disk_body["sourceImage"] = init["sourceImage"]
             if "diskType" in init:

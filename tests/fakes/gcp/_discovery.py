@@ -64,7 +64,9 @@ class Api:
         for key, values in query.items():
             param = known.get(key)
             if param is None or param.get("location") == "path":
-                problems.append(f'Invalid JSON payload received. Unknown name "{key}": Cannot bind query parameter.')
+                problems.append(
+                    f'Invalid JSON payload received. Unknown name "{key}": Cannot bind query parameter.'
+                )
                 continue
             if len(values) > 1 and not param.get("repeated"):
                 problems.append(f'Query parameter "{key}" given {len(values)} times but is not repeated.')
@@ -94,7 +96,10 @@ class Api:
         if props is not None:
             for key, item in value.items():
                 if key not in props:
-                    problems.append(f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field.")
+                    problems.append(
+                        f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': "
+                        "Cannot find field."
+                    )
                 else:
                     problems += self._check_value(props[key], item, f"{where}.{key}", method_id)
             for key, prop in props.items():
@@ -113,7 +118,11 @@ class Api:
         if schema.get("type") == "array":
             if not isinstance(value, list):
                 return [f"Invalid value at '{where}': expected a list"]
-            return [p for i, item in enumerate(value) for p in self._check_value(schema["items"], item, f"{where}[{i}]", method_id)]
+            return [
+                p
+                for i, item in enumerate(value)
+                for p in self._check_value(schema["items"], item, f"{where}[{i}]", method_id)
+            ]
         return _check_scalar(schema, value, where)
 
 
@@ -146,7 +155,9 @@ def _check_scalar(schema: dict[str, Any], value: Any, where: str, *, from_query:
     if kind == "string":
         if fmt in ("int64", "uint64") and not from_query:
             # JSON int64 fields are strings on the wire; Google's parser also takes JSON numbers.
-            if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and _INT_RE.fullmatch(value))):
+            if isinstance(value, bool) or not (
+                isinstance(value, int) or (isinstance(value, str) and _INT_RE.fullmatch(value))
+            ):
                 return [f"Invalid value at '{where}' ({fmt}), {json.dumps(value)}"]
             return []
         if not isinstance(value, str):
@@ -154,7 +165,10 @@ def _check_scalar(schema: dict[str, Any], value: Any, where: str, *, from_query:
         if "enum" in schema and value not in schema["enum"]:
             return [f"Invalid value at '{where}' (enum), \"{value}\" is not one of {schema['enum']}"]
         if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
-            return [f"Invalid value for field '{where}': '{value}'. Must be a match of regex '{schema['pattern']}'"]
+            return [
+                f"Invalid value for field '{where}': '{value}'. "
+                f"Must be a match of regex '{schema['pattern']}'"
+            ]
         return []
     if from_query:
         ok = {"integer": _INT_RE.fullmatch(str(value)), "boolean": value in ("true", "false")}.get(kind, True)

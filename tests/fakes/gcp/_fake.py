@@ -19,7 +19,9 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Service(Protocol):
-    def handle(self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any) -> dict[str, Any]: ...
+    def handle(
+        self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,17 @@ class FakeGcp:
 
     # --- control, for tests ----------------------------------------------------------------------
 
-    def inject(self, method: str, path_regex: str, code: int, reason: str, message: str, times: int = 1) -> None:
+    def inject(
+        self, method: str, path_regex: str, code: int, reason: str, message: str, times: int = 1
+    ) -> None:
         self.faults.append(Fault(method, re.compile(path_regex), ApiError(code, message, reason), times))
 
     def fail_next_operation(self, collection: str, code: str, message: str) -> None:
         """The next insert into `collection` (e.g. `instances`) ends DONE with this error, as a GCE
         quota failure does."""
-        self.compute_state.operation_faults.append((collection, {"errors": [{"code": code, "message": message}]}))
+        self.compute_state.operation_faults.append(
+            (collection, {"errors": [{"code": code, "message": message}]})
+        )
 
     def mutating_requests(self) -> list[LoggedRequest]:
         return [r for r in self.requests if r.mutating]
@@ -88,7 +94,9 @@ class FakeGcp:
 
     # --- the HTTP face ---------------------------------------------------------------------------
 
-    def handle(self, method: str, host: str, target: str, headers: dict[str, str], raw_body: bytes) -> tuple[int, dict[str, Any]]:
+    def handle(
+        self, method: str, host: str, target: str, headers: dict[str, str], raw_body: bytes
+    ) -> tuple[int, dict[str, Any]]:
         with self._lock:
             url = urlsplit(target)
             query = parse_qs(url.query, keep_blank_values=True)
@@ -107,7 +115,11 @@ class FakeGcp:
                     raise ApiError(404, f"the fake serves no API at {host}", "notFound")
                 found, path_known = api.route(method, url.path)
                 if found is None:
-                    raise ApiError(405 if path_known else 404, f"{method} {url.path} is not a {api.name} method", "notFound")
+                    raise ApiError(
+                        405 if path_known else 404,
+                        f"{method} {url.path} is not a {api.name} method",
+                        "notFound",
+                    )
                 method_id = found.id
                 problems = api.validate_query(found, query) + api.validate_body(found, body)
                 if problems:

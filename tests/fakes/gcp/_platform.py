@@ -49,7 +49,9 @@ class ServiceUsage:
     def __init__(self, state: PlatformState) -> None:
         self.state = state
 
-    def handle(self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any) -> dict[str, Any]:
+    def handle(
+        self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> dict[str, Any]:
         verb = method_id.rsplit(".", 1)[1]
         if method_id == "serviceusage.operations.get":
             return _read_operation(self.state, "operations/" + params["operationsId"])
@@ -89,7 +91,9 @@ class Iam:
     def __init__(self, state: PlatformState) -> None:
         self.state = state
 
-    def handle(self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any) -> dict[str, Any]:
+    def handle(
+        self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> dict[str, Any]:
         project = self.state.project(params["projectsId"])
         if "iam.googleapis.com" not in project.services:
             raise service_disabled("iam.googleapis.com", project.project_id)
@@ -127,7 +131,9 @@ class ResourceManager:
     def __init__(self, state: PlatformState) -> None:
         self.state = state
 
-    def handle(self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any) -> dict[str, Any]:
+    def handle(
+        self, method_id: str, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> dict[str, Any]:
         if method_id == "cloudresourcemanager.operations.get":
             return _read_operation(self.state, "operations/" + params["operationsId"])
         if method_id == "cloudresourcemanager.projects.create":
@@ -135,11 +141,15 @@ class ResourceManager:
             if project_id in self.state.projects:
                 raise ApiError(409, "Requested entity already exists", "alreadyExists")
             project = self.state.add_project(project_id, body.get("parent"))
-            return self.state.long_running(f"operations/cp.{project.number}", self._project(project, body.get("name")))
+            return self.state.long_running(
+                f"operations/cp.{project.number}", self._project(project, body.get("name"))
+            )
         if method_id == "cloudresourcemanager.projects.get":
             project = self.state.projects.get(params["projectId"])
             if project is None:
-                raise ApiError(403, f"The caller does not have permission (project {params['projectId']})", "forbidden")
+                raise ApiError(
+                    403, f"The caller does not have permission (project {params['projectId']})", "forbidden"
+                )
             return self._project(project)
         raise ApiError(501, f"the fake does not implement {method_id}", "notImplemented")
 

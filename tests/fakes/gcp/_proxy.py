@@ -21,7 +21,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _ProxyServer
     tunnel_host = ""
 
-    def do_CONNECT(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_CONNECT(self) -> None:
         host = self.path.rsplit(":", 1)[0]
         if not host.endswith(INTERCEPTED_SUFFIX):
             self.send_error(403, f"the fake GCP proxy only intercepts *{INTERCEPTED_SUFFIX}")
@@ -51,9 +51,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.wfile.flush()
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (signature of the base)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -71,7 +71,9 @@ class RunningFake:
 
     def __init__(self, fake: FakeGcp, workdir: Path) -> None:
         self.fake = fake
-        self.certificates: TestCertificates = make_certificates(workdir, ["*.googleapis.com", "googleapis.com"])
+        self.certificates: TestCertificates = make_certificates(
+            workdir, ["*.googleapis.com", "googleapis.com"]
+        )
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(self.certificates.cert_file, self.certificates.key_file)
         self._server = _ProxyServer(fake, tls)
