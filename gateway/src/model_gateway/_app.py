@@ -1,0 +1,330 @@
+"""The aiohttp application: auth, request validation, the endpoints, and start-up/shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+from . import _logging
+from ._backends import Backend, make_backends
+from ._config import Settings
+from ._errors import BadRequest, BodyTooLarge, GatewayError, NotFound, Unauthorized, error_response
+from ._metrics import CONTENT_TYPE, Metrics
+from ._probes import probe_all
+from ._proxy import Call, Forwarder, Outcome, _PassThrough
+from ._router import Router
+
+log = logging.getLogger("model_gateway")
+access_log = logging.getLogger("model_gateway.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_NUMBER = (int, float)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_messages(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in value)
+    )
+
+
+def _is_text_or_list(value: Any) -> bool:
+    return (isinstance(value, str) and bool(value)) or (isinstance(value, list) and bool(value))
+
+
+# Per endpoint: the field that must be present, and type checks for the common optional fields.
+_REQUIRED = {
+    "/v1/chat/completions": ("messages", _is_messages, "a non-empty list of messages, each with a 'role'"),
+    "/v1/completions": ("prompt", _is_text_or_list, "a non-empty string or list"),
+    "/v1/embeddings": ("input", _is_text_or_list, "a non-empty string or list"),
+}
+_OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "stream": (lambda v: isinstance(v, bool), "a boolean"),
+    "max_tokens": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "max_completion_tokens": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "n": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "temperature": (_is_number, "a number"),
+    "top_p": (_is_number, "a number"),
+    "seed": (_is_int, "an integer"),
+    "stop": (lambda v: v is None or isinstance(v, str | list), "a string or a list of strings"),
+    "stream_options": (lambda v: v is None or isinstance(v, dict), "an object"),
+}
+
+
+class JsonErrorRequestHandler(RequestHandler):
+    """Answers requests aiohttp cannot even parse (bad header bytes, CR/LF injection) in OpenAI's shape."""
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)
+        error = BadRequest(
+            "The request is not valid HTTP" if status == 400 else "Internal error",
+            status=status,
+            code="bad_http",
+        )
+        response = error_response(error)
+        if not plain.keep_alive:
+            response.force_close()
+        return response
+
+
+class _JsonErrorServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """AppRunner whose connections answer HTTP parse errors with JSON."""
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()
+        return _JsonErrorServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=True,
+            loop=asyncio.get_running_loop(),
+            **plain._kwargs,
+        )
+
+
+class Gateway:
+    """The request handlers, holding the settings, backends, router and metrics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.backends: list[Backend] = make_backends(
+            settings.backends, settings.breaker_failures, settings.breaker_cooldown
+        )
+        self.router = Router(self.backends, settings.aliases, settings.allowed_models)
+        self.metrics = Metrics()
+        self._keys = [k.encode() for k in settings.api_keys]
+        self._session: aiohttp.ClientSession | None = None
+        self._forwarder: Forwarder | None = None
+        self._models_body = json.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {"id": m, "object": "model", "created": 0, "owned_by": "llm-canary"}
+                    for m in self.router.public_models()
+                ],
+            }
+        ).encode()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def _lifespan(self, app: web.Application) -> AsyncIterator[None]:
+        t = self.settings.timeouts
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, keepalive_timeout=30, enable_cleanup_closed=True
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect),
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding",),
+            headers={"User-Agent": "model-gateway"},
+        )
+        self._forwarder = Forwarder(self.settings, self.router, self._session, self.metrics)
+        prober = asyncio.create_task(self._probe_loop()) if self.settings.probe_interval > 0 else None
+        try:
+            yield
+        finally:
+            if prober is not None:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
+            await self._session.close()
+
+    async def _probe_loop(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeouts.connect + 5)
+        async with aiohttp.ClientSession(
+            timeout=timeout, headers={"User-Agent": "model-gateway-probe"}
+        ) as session:
+            while True:
+                await probe_all(session, self.backends)
+                self.metrics.refresh_backends(self.backends)
+                await asyncio.sleep(self.settings.probe_interval)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _check_key(self, request: web.Request) -> None:
+        if self.settings.allow_unauthenticated and not self._keys:
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            raise Unauthorized("Missing API key: send 'Authorization: Bearer KEY'", code="missing_api_key")
+        candidate = key.strip().encode()
+        # compare_digest against every key: the time taken does not say which key nearly matched.
+        matches = [hmac.compare_digest(candidate, k) for k in self._keys]
+        if not any(matches):
+            raise Unauthorized("Incorrect API key provided", code="invalid_api_key")
+
+    async def _read_json(self, request: web.Request) -> tuple[bytes, dict[str, Any]]:
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise BodyTooLarge(f"The request body is over the limit of {limit} bytes", code="body_too_large")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise BodyTooLarge(
+                f"The request body is over the limit of {limit} bytes", code="body_too_large"
+            ) from None
+        try:
+            parsed = json.loads(body)
+        except UnicodeDecodeError:
+            raise BadRequest("The request body is not UTF-8", code="invalid_encoding") from None
+        except ValueError as exc:
+            raise BadRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
+        if not isinstance(parsed, dict):
+            raise BadRequest("The request body must be a JSON object", code="invalid_json")
+        return body, parsed
+
+    def _validate(self, endpoint: str, payload: dict[str, Any]) -> None:
+        field, check, expected = _REQUIRED[endpoint]
+        if field not in payload:
+            raise BadRequest(
+                f"Missing required parameter: '{field}'", param=field, code="missing_required_parameter"
+            )
+        if not check(payload[field]):
+            raise BadRequest(f"'{field}' must be {expected}", param=field, code="invalid_type")
+        for name, (ok, what) in _OPTIONAL.items():
+            if name in payload and not ok(payload[name]):
+                raise BadRequest(f"'{name}' must be {what}", param=name, code="invalid_type")
+
+    # -- handlers --------------------------------------------------------------------------------
+    async def proxied(self, request: web.Request) -> web.StreamResponse:
+        endpoint = request.path
+        request_id: str = request["request_id"]
+        started = time.monotonic()
+        outcome = Outcome()
+        model = "unknown"
+        stream = False
+        try:
+            self._check_key(request)
+            body, payload = await self._read_json(request)
+            self._validate(endpoint, payload)
+            requested = payload.get("model")
+            model = self.router.resolve(requested)
+            stream = payload.get("stream") is True
+            # The bytes go upstream as received, unless an alias changes the model name.
+            if model != requested:
+                payload["model"] = model
+                body = json.dumps(payload).encode()
+            call = Call(endpoint, str(requested), model, body, stream, request_id)
+            assert self._forwarder is not None
+            response = await self._forwarder.forward(request, call, outcome)
+            outcome.status = response.status
+            return response
+        except GatewayError as exc:
+            outcome.status = exc.status
+            if not isinstance(exc, _PassThrough) and exc.status < 500:
+                self.metrics.error(model, outcome.backend, endpoint, "rejected")
+            elif exc.status >= 500:
+                self.metrics.error(model, outcome.backend, endpoint, "exhausted")
+            raise
+        except asyncio.CancelledError:
+            outcome.status = 499  # the client went away; nginx's convention for the log
+            self.metrics.error(model, outcome.backend, endpoint, "client_disconnect")
+            raise
+        finally:
+            elapsed = time.monotonic() - started
+            self.metrics.observe_request(model, outcome.backend, endpoint, outcome.status, elapsed)
+            if self.settings.access_log:
+                access_log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "trace": request.get("trace"),
+                        "endpoint": endpoint,
+                        "model": model,
+                        "backend": outcome.backend,
+                        "status": outcome.status,
+                        "stream": stream,
+                        "attempts": outcome.attempts,
+                        "latency_ms": round(elapsed * 1000, 2),
+                        "error": outcome.error,
+                    },
+                )
+
+    async def models(self, request: web.Request) -> web.Response:
+        self._check_key(request)
+        return web.Response(body=self._models_body, content_type="application/json")
+
+    async def health(self, request: web.Request) -> web.Response:
+        body = {"status": "ok", "backends": [b.state() for b in self.backends]}
+        return web.json_response(body)
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        self.metrics.refresh_backends(self.backends)
+        response = web.Response(body=self.metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    @web.middleware
+    async def errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Request id and trace in, every error out in OpenAI's shape; the one middleware."""
+        incoming = request.headers.get("X-Request-Id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(12).hex()
+        request["request_id"] = request_id
+        if self.settings.gcp_project:
+            request["trace"] = _logging.trace_id(
+                request.headers.get("X-Cloud-Trace-Context"),
+                request.headers.get("traceparent"),
+                self.settings.gcp_project,
+            )
+        try:
+            response = await handler(request)
+        except _PassThrough as exc:
+            response = exc.response
+        except GatewayError as exc:
+            response = error_response(exc)
+        except web.HTTPException as exc:
+            error = (NotFound if exc.status == 404 else BadRequest)(
+                exc.reason, status=exc.status, code="invalid_path"
+            )
+            response = error_response(error, dict(exc.headers) if exc.status == 405 else None)
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+        return response
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The gateway as an aiohttp application (start it with `GatewayRunner`)."""
+    gateway = Gateway(settings)
+    app = web.Application(middlewares=[gateway.errors], client_max_size=settings.max_body_bytes)
+    app["gateway"] = gateway
+    app.cleanup_ctx.append(gateway._lifespan)
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+        app.router.add_post(path, gateway.proxied)
+    app.router.add_get("/v1/models", gateway.models)
+    app.router.add_get("/health", gateway.health)
+    if settings.metrics:
+        app.router.add_get("/metrics", gateway.prometheus)
+    return app

@@ -1,0 +1,131 @@
+"""Prometheus metrics (contract §2), on a registry of the app's own.
+
+Label sets are kept small and bounded: model names come from the config, never from the client.
+Children are cached per label tuple because `labels()` on the hot path is a measurable cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ._backends import Backend
+
+# 2.0 s is a bucket boundary on purpose: the canary's latency SLO is "under 2 s".
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """Every metric the gateway exports, with cached label children."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.latency = Histogram(
+            "ai_request_latency_seconds",
+            "Time from request to the last byte of the answer.",
+            ["model", "backend", "endpoint", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "ai_request_errors_total",
+            "Failed attempts and answers, by reason (connect, timeout, upstream_5xx, upstream_429, "
+            "stream_cut, client_disconnect, rejected, exhausted).",
+            ["model", "backend", "endpoint", "reason"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "ai_time_to_first_token_seconds",
+            "Time from request to the first body byte from the backend (streaming requests).",
+            ["model", "backend"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "ai_tokens_total",
+            "Tokens from the backends' usage reports.",
+            ["model", "backend", "direction"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "ai_requests_in_flight", "Requests being served, per backend.", ["backend"], registry=r
+        )
+        self.backend_up = Gauge(
+            "ai_backend_up", "1 while the backend is believed to serve.", ["backend"], registry=r
+        )
+        self.failovers = Counter(
+            "ai_failovers_total",
+            "Requests moved on from a backend before any byte was sent.",
+            ["backend"],
+            registry=r,
+        )
+        self.model_loaded = Gauge(
+            "ai_model_loaded",
+            "1 when the backend reports the model loaded (never found by loading it).",
+            ["model", "backend"],
+            registry=r,
+        )
+        self.memory_used = Gauge(
+            "ai_memory_used_bytes",
+            "Accelerator memory the backend reports for the model (Ollama size_vram; llama.cpp model size).",
+            ["model", "backend"],
+            registry=r,
+        )
+        self.memory_total = Gauge(
+            "ai_memory_total_bytes",
+            "Total memory the backend reports for the model (Ollama size; llama.cpp model size).",
+            ["model", "backend"],
+            registry=r,
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_request(self, model: str, backend: str, endpoint: str, status: int, seconds: float) -> None:
+        status_class = f"{status // 100}xx" if status < 600 else "other"
+        self._child(self.latency, model, backend, endpoint, status_class).observe(seconds)
+
+    def error(self, model: str, backend: str, endpoint: str, reason: str) -> None:
+        self._child(self.errors, model, backend, endpoint, reason).inc()
+
+    def first_token(self, model: str, backend: str, seconds: float) -> None:
+        self._child(self.ttft, model, backend).observe(seconds)
+
+    def usage(self, model: str, backend: str, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        for direction, key in (("in", "prompt_tokens"), ("out", "completion_tokens")):
+            count = usage.get(key)
+            if isinstance(count, int) and count > 0:
+                self._child(self.tokens, model, backend, direction).inc(count)
+
+    def failover(self, backend: str) -> None:
+        self._child(self.failovers, backend).inc()
+
+    def track_in_flight(self, backend: str, delta: int) -> None:
+        self._child(self.in_flight, backend).inc(delta)
+
+    def refresh_backends(self, backends: Iterable[Backend]) -> None:
+        """Copy what the probes learnt into the gauges (called on scrape and after each probe)."""
+        for backend in backends:
+            self._child(self.backend_up, backend.name).set(1 if backend.up() else 0)
+            for model, report in backend.reports.items():
+                self._child(self.model_loaded, model, backend.name).set(1 if report.loaded else 0)
+                if report.memory_used_bytes is not None:
+                    self._child(self.memory_used, model, backend.name).set(report.memory_used_bytes)
+                if report.memory_total_bytes is not None:
+                    self._child(self.memory_total, model, backend.name).set(report.memory_total_bytes)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

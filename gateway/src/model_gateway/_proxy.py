@@ -1,0 +1,319 @@
+"""Forwarding one request to the backends, with failover before the first byte only.
+
+An attempt ends in one of three ways:
+  * the client got an answer (a 2xx, or a 4xx that is the client's fault and passes through);
+  * the backend failed before any byte reached the client (connect error, timeout, 5xx, 429):
+    the next candidate gets the request;
+  * the stream broke after bytes reached the client: the client's stream ends with an explicit
+    SSE error event and no `data: [DONE]`, so no client mistakes a cut for a complete answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from ._backends import Backend, BreakerState
+from ._config import Settings
+from ._errors import GatewayError, RateLimited, UpstreamFailed
+from ._metrics import Metrics
+from ._router import Router
+
+log = logging.getLogger("model_gateway.proxy")
+
+_DONE = b"data: [DONE]"
+# Upstream 4xx answers that are the client's fault: passed through, no failover, no cooldown.
+_PASS_THROUGH_STATUSES = frozenset(range(400, 500)) - {408, 429}
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One client request, validated: what to send and where it was asked."""
+
+    endpoint: str  # e.g. "/v1/chat/completions"
+    requested_model: str
+    model: str  # after alias resolution
+    body: bytes
+    stream: bool
+    request_id: str
+
+
+@dataclass(slots=True)
+class Failure:
+    """Why an attempt did not answer the client; `reason` is the ai_request_errors_total label."""
+
+    reason: str
+    detail: str
+    retry_after: float | None = None
+    response: web.Response | None = None  # an upstream 429 to pass through when no backend is left
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the access log and latency metric need to know about a finished request."""
+
+    backend: str = "none"
+    status: int = 0
+    attempts: int = 0
+    error: str | None = None
+
+
+def _retry_after_seconds(value: str | None) -> float:
+    """Retry-After as seconds (delta form; an HTTP date or garbage counts as 1 s)."""
+    try:
+        return max(0.0, float(value)) if value is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _error_event(message: str, code: str) -> bytes:
+    error = {"message": message, "type": "server_error", "param": None, "code": code}
+    return b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+
+
+def _usage_from_events(tail: bytes) -> object:
+    """The `usage` object of the last SSE event that carries one, if any."""
+    for line in reversed(tail.split(b"\n")):
+        if line.startswith(b"data: {") and b'"usage"' in line:
+            try:
+                return json.loads(line[6:]).get("usage")
+            except ValueError:
+                return None
+    return None
+
+
+class Forwarder:
+    """Sends validated calls to the backends, in the router's order, and streams the answer back."""
+
+    def __init__(
+        self, settings: Settings, router: Router, session: aiohttp.ClientSession, metrics: Metrics
+    ) -> None:
+        self._settings = settings
+        self._router = router
+        self._session = session
+        self._metrics = metrics
+
+    async def forward(self, request: web.Request, call: Call, outcome: Outcome) -> web.StreamResponse:
+        failure: Failure | None = None
+        busy = False
+        soonest_back = math.inf
+        for backend in self._router.candidates(call.model):
+            if outcome.attempts >= self._settings.max_attempts:
+                break
+            now = time.monotonic()
+            if backend.wait_until > now or not backend.breaker.allow(now):
+                soonest_back = min(soonest_back, backend.retry_after(now))
+                continue
+            if backend.full:
+                if backend.breaker.state is BreakerState.HALF_OPEN:
+                    backend.breaker.release_trial()
+                busy = True
+                continue
+            outcome.attempts += 1
+            outcome.backend = backend.name
+            result = await self._attempt(request, call, backend)
+            if not isinstance(result, Failure):
+                return result
+            failure = result
+            outcome.error = f"{backend.name}: {failure.detail}"
+            self._metrics.error(call.model, backend.name, call.endpoint, failure.reason)
+            self._metrics.failover(backend.name)
+            log.warning(
+                "backend failed before the first byte",
+                extra={"request_id": call.request_id, "backend": backend.name, "error": failure.detail},
+            )
+        outcome.backend = "none"
+        raise self._exhausted(call, failure, busy, soonest_back)
+
+    def _exhausted(self, call: Call, failure: Failure | None, busy: bool, soonest_back: float) -> Exception:
+        """The answer when no backend answered: upstream 429, our own 429, or 502/503/504."""
+        if failure is not None and failure.response is not None:
+            return _PassThrough(failure.response)
+        if busy:
+            return RateLimited(
+                f"Every backend for '{call.requested_model}' is at its concurrency limit", retry_after=1
+            )
+        if failure is None:
+            wait = 1 if math.isinf(soonest_back) else max(1, math.ceil(soonest_back))
+            return UpstreamFailed(
+                f"No backend for '{call.requested_model}' is available",
+                status=503,
+                code="backends_unavailable",
+                headers={"Retry-After": str(wait)},
+            )
+        status = 504 if failure.reason == "timeout" else 502
+        return UpstreamFailed(
+            f"Every backend for '{call.requested_model}' failed; last: {failure.detail}",
+            status=status,
+            code="upstream_timeout" if status == 504 else "upstream_error",
+        )
+
+    async def _attempt(
+        self, request: web.Request, call: Call, backend: Backend
+    ) -> web.StreamResponse | Failure:
+        backend.in_flight += 1
+        self._metrics.track_in_flight(backend.name, 1)
+        upstream: aiohttp.ClientResponse | None = None
+        verdict_given = False
+        try:
+            start = time.monotonic()
+            result = await self._until_first_byte(call, backend)
+            verdict_given = True
+            if not isinstance(result, tuple):
+                if isinstance(result, Failure) and result.reason != "upstream_429":
+                    backend.breaker.record_failure(time.monotonic())
+                    backend.last_error = result.detail
+                elif isinstance(result, Failure):
+                    backend.breaker.release_trial()
+                else:
+                    backend.breaker.record_success()
+                return result
+            upstream, first = result
+            self._metrics.first_token(call.model, backend.name, time.monotonic() - start)
+            return await self._relay_stream(request, call, backend, upstream, first, start)
+        finally:
+            if upstream is not None:
+                upstream.close()  # a no-op once the body was read to the end; otherwise cancels upstream
+            if not verdict_given:
+                backend.breaker.release_trial()  # cancelled by a client disconnect: no verdict
+            backend.in_flight -= 1
+            self._metrics.track_in_flight(backend.name, -1)
+
+    async def _until_first_byte(
+        self, call: Call, backend: Backend
+    ) -> web.Response | Failure | tuple[aiohttp.ClientResponse, bytes]:
+        """Send the request; return a whole answer, a failure, or a stream and its first bytes."""
+        config = backend.config
+        headers = {"Content-Type": "application/json", "X-Request-Id": call.request_id}
+        if config.api_key:
+            headers["Authorization"] = f"Bearer {config.api_key}"
+        timeouts = self._settings.timeouts
+        upstream: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(min(timeouts.first_byte, timeouts.total)):
+                upstream = await self._session.post(
+                    config.url + call.endpoint, data=call.body, headers=headers
+                )
+                status = upstream.status
+                if status >= 500 or status == 408:
+                    return Failure("upstream_5xx", f"upstream answered {status}")
+                if status == 429:
+                    wait = _retry_after_seconds(upstream.headers.get("Retry-After"))
+                    backend.wait_until = time.monotonic() + wait
+                    passed = web.Response(
+                        status=429,
+                        body=await upstream.read(),
+                        headers={
+                            "Content-Type": upstream.headers.get("Content-Type", "application/json"),
+                            "Retry-After": str(max(1, math.ceil(wait))),
+                            "X-Gateway-Backend": backend.name,
+                        },
+                    )
+                    return Failure(
+                        "upstream_429", f"upstream answered 429 (Retry-After {wait:g}s)", wait, passed
+                    )
+                is_sse = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
+                if not (call.stream and is_sse and status == 200):
+                    body = await upstream.read()
+                    if status == 200 and b'"usage"' in body:
+                        with contextlib.suppress(ValueError, AttributeError):
+                            self._metrics.usage(call.model, backend.name, json.loads(body).get("usage"))
+                    return web.Response(
+                        status=status,
+                        body=body,
+                        headers={
+                            "Content-Type": upstream.headers.get("Content-Type", "application/json"),
+                            "X-Gateway-Backend": backend.name,
+                        },
+                    )
+                first = await upstream.content.readany()
+                if not first:
+                    return Failure("stream_cut", "upstream stream closed before any data")
+                result = (upstream, first)
+                upstream = None  # the caller owns it now
+                return result
+        except TimeoutError:
+            return Failure("timeout", "timed out waiting for the first byte")
+        except aiohttp.ClientConnectorError as exc:
+            return Failure("connect", f"connect: {exc.os_error.strerror or exc}")
+        except (aiohttp.ClientError, OSError) as exc:
+            return Failure("upstream_5xx", f"{exc.__class__.__name__}: {exc}")
+        finally:
+            if upstream is not None:
+                upstream.close()
+
+    async def _relay_stream(
+        self,
+        request: web.Request,
+        call: Call,
+        backend: Backend,
+        upstream: aiohttp.ClientResponse,
+        first: bytes,
+        start: float,
+    ) -> web.StreamResponse:
+        """Send the stream on; the client has its 200 from here on, so failures end it explicitly."""
+        response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, "X-Gateway-Backend": backend.name})
+        response.headers["X-Request-Id"] = call.request_id
+        await response.prepare(request)
+        chunk = first
+        tail = b""
+        usage_tail = b""
+        timeouts = self._settings.timeouts
+        deadline = start + timeouts.total
+        try:
+            while chunk:
+                await response.write(chunk)
+                tail = (tail + chunk)[-32:]
+                if b'"usage"' in chunk:
+                    usage_tail = chunk
+                async with asyncio.timeout(min(timeouts.idle, deadline - time.monotonic())):
+                    chunk = await upstream.content.readany()
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            # The client went away: drop the upstream request; not the backend's fault.
+            self._metrics.error(call.model, backend.name, call.endpoint, "client_disconnect")
+            return response
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            reason = "idle or total timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
+            await self._end_with_error(
+                call, backend, response, f"upstream stream broke: {reason}", "upstream_stream_cut"
+            )
+            return response
+        if not tail.rstrip().endswith(_DONE):
+            await self._end_with_error(
+                call, backend, response, "upstream stream ended without [DONE]", "upstream_stream_incomplete"
+            )
+            return response
+        backend.breaker.record_success()
+        self._metrics.usage(call.model, backend.name, _usage_from_events(usage_tail))
+        await response.write_eof()
+        return response
+
+    async def _end_with_error(
+        self, call: Call, backend: Backend, response: web.StreamResponse, message: str, code: str
+    ) -> None:
+        backend.breaker.record_failure(time.monotonic())
+        backend.last_error = message
+        self._metrics.error(call.model, backend.name, call.endpoint, "stream_cut")
+        log.warning(message, extra={"request_id": call.request_id, "backend": backend.name})
+        try:
+            await response.write(_error_event(message, code))
+            await response.write_eof()
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            pass
+
+
+class _PassThrough(GatewayError):
+    """An upstream answer (429 with Retry-After) handed to the client unchanged."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__("upstream answer passed through", status=response.status)
+        self.response = response
