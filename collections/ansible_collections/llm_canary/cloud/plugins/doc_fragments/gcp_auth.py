@@ -1,0 +1,47 @@
+# Copyright: llm-canary contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Options shared by the llm_canary.cloud gcp_* modules."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  project:
+    description:
+      - The GCP project ID.
+      - Falls back to the E(GCP_PROJECT) environment variable.
+    type: str
+    required: true
+  auth_kind:
+    description:
+      - How to authenticate. V(application) uses Application Default Credentials,
+        V(accesstoken) the token in O(access_token), V(serviceaccount) the key in O(service_account_file).
+      - Falls back to the E(GCP_AUTH_KIND) environment variable.
+    type: str
+    default: application
+    choices: [application, accesstoken, serviceaccount]
+  access_token:
+    description:
+      - An OAuth2 access token, for O(auth_kind=accesstoken).
+      - Falls back to the E(GCP_ACCESS_TOKEN) environment variable.
+    type: str
+  service_account_file:
+    description:
+      - A service account JSON key file, for O(auth_kind=serviceaccount).
+      - Falls back to the E(GCP_SERVICE_ACCOUNT_FILE) environment variable.
+    type: path
+  api_retries:
+    description:
+      - How many times to retry a call that failed with HTTP 429 or 5xx or could not connect,
+        with exponential backoff starting at one second.
+    type: int
+    default: 4
+requirements:
+  - google-auth
+  - requests
+notes:
+  - HTTPS proxies and CA bundles are honoured through E(HTTPS_PROXY) and E(REQUESTS_CA_BUNDLE).
+"""
