@@ -4,8 +4,8 @@ It speaks just enough of llama.cpp's and Ollama's APIs (`/health`, `/v1/models`,
 `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`) for the gateway, and misbehaves on
 request. Tests steer it over HTTP:
 
-    POST /_control  {"mode": "...", ...}   set the behaviour of the next requests
-    GET  /_requests                        what it received (path, headers, body) so far
+    POST /_control  {"mode": "...", ...}   set the behaviour of the next requests (forgets earlier ones)
+    GET  /_requests                        what it received (path, headers, body) since
 
 Modes: ok, status (any status, optional Retry-After), stall (no answer for `seconds`),
 slow_first_byte (headers now, first chunk after `seconds`), cut_after (stream `chunks`, then drop
@@ -69,6 +69,7 @@ class FaultUpstream:
     async def set_control(self, request: web.Request) -> web.Response:
         self.control = await request.json()
         self.flap_count = 0
+        self.requests.clear()
         return web.json_response(self.control)
 
     async def get_requests(self, request: web.Request) -> web.Response:

@@ -1,0 +1,234 @@
+"""`make bench` for the gateway: direct vs nginx proxy_pass vs candidate stacks vs the gateway.
+
+Upstream: nginx serving fixed OpenAI answers (a chat completion, and a 20-event SSE stream).
+Each proxy is pinned to CPU 0; the mock upstream and wrk share CPU 1. Every number is measured in
+this run, and the overhead is read against "direct" from the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DURATION_S = int(os.environ.get("BENCH_DURATION_S", "5"))
+CONNECTIONS = (1, 64)
+KEY = "bench-key"
+PROXY_CPU, LOAD_CPU = "0", "1"
+STREAM_EVENTS = 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"process {proc.args} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port} after {timeout}s")
+
+
+def _completion() -> str:
+    return json.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "bench",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there!"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+        }
+    )
+
+
+def _stream() -> str:
+    events = []
+    for i in range(STREAM_EVENTS):
+        chunk = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "bench",
+            "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}],
+        }
+        events.append("data: " + json.dumps(chunk) + "\n\n")
+    return "".join(events) + "data: [DONE]\n\n"
+
+
+def _nginx_conf(workdir: Path, mock_port: int, pass_port: int) -> Path:
+    (workdir / "completion.json").write_text(_completion())
+    (workdir / "stream.sse").write_text(_stream())
+    conf = f"""
+worker_processes 2;
+worker_cpu_affinity 10 01;
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {workdir};
+  proxy_temp_path {workdir};
+  upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{mock_port} reuseport;
+    location = /v1/chat/completions {{
+      if ($http_x_bench_stream) {{ rewrite ^ /stream last; }}
+      default_type application/json; alias {workdir}/completion.json;
+    }}
+    location = /stream {{ internal; default_type text/event-stream; alias {workdir}/stream.sse; }}
+    error_page 405 =200 $uri;
+  }}
+  server {{
+    listen 127.0.0.1:{pass_port} reuseport;
+    location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_buffering off; }}
+  }}
+}}
+"""
+    path = workdir / "nginx.conf"
+    path.write_text(conf)
+    return path
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def _wrk(url: str, connections: int, stream: bool, workdir: Path) -> Result:
+    body = json.dumps({"model": "bench-stream" if stream else "bench", "stream": stream,
+                       "messages": [{"role": "user", "content": "Say hello"}]})
+    script = workdir / f"post-{int(stream)}.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+        + ('wrk.headers["X-Bench-Stream"] = "1"\n' if stream else "")
+    )
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{DURATION_S}s", "--latency",
+         "-s", str(script), url],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: .*", out)
+    errors = int(bad.group(1)) if bad else 0
+    if socket_errors:
+        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
+    return Result(rps, p50, p99, errors)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    for tool in ("nginx", "wrk", "taskset"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing: run `make setup`")
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    mock_port, pass_port = _free_port(), _free_port()
+    nginx = subprocess.Popen(["nginx", "-c", str(_nginx_conf(workdir, mock_port, pass_port)), "-g", "daemon off;"])
+    procs: list[subprocess.Popen[bytes]] = [nginx]
+    try:
+        _wait_port(mock_port, nginx)
+        mock = f"http://127.0.0.1:{mock_port}"
+        targets: dict[str, tuple[str, int | None]] = {
+            "direct": (mock, None),
+            "nginx proxy_pass": (f"http://127.0.0.1:{pass_port}", None),
+        }
+        for loop in ("asyncio", "uvloop"):
+            port = _free_port()
+            proc = subprocess.Popen(
+                ["taskset", "-c", PROXY_CPU, sys.executable, str(HERE / "bare_proxy.py"), str(port), mock, loop]
+            )
+            procs.append(proc)
+            _wait_port(port, proc)
+            targets[f"bare aiohttp+{loop}"] = (f"http://127.0.0.1:{port}", proc.pid)
+        port = _free_port()
+        backends = [{"name": "mock", "url": mock, "kind": "openai", "models": ["bench", "bench-stream"]}]
+        env = {**os.environ, "PORT": str(port), "GATEWAY_HOST": "127.0.0.1", "GATEWAY_BACKENDS": json.dumps(backends),
+               "GATEWAY_API_KEYS": KEY, "GATEWAY_PROBE_INTERVAL_S": "15"}
+        started = time.monotonic()
+        gateway = subprocess.Popen(
+            ["taskset", "-c", PROXY_CPU, sys.executable, "-m", "model_gateway"],
+            env=env, stdout=subprocess.DEVNULL,
+        )
+        procs.append(gateway)
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if gateway.poll() is not None or time.monotonic() - started > 30:
+                    raise SystemExit("the gateway did not start") from None
+                time.sleep(0.01)
+        print(f"gateway: process start to /health 200 in {time.monotonic() - started:.2f}s")
+        targets["gateway"] = (f"http://127.0.0.1:{port}", gateway.pid)
+
+        results: dict[tuple[str, bool, int], Result] = {}
+        for stream in (False, True):
+            for connections in CONNECTIONS:
+                for name, (url, _pid) in targets.items():
+                    results[(name, stream, connections)] = _wrk(url + "/v1/chat/completions", connections, stream,
+                                                                workdir)
+        print(f"\n{'target':<22} {'mode':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'+p50 ms':>8} {'+p99 ms':>8} {'errors':>6}")
+        for (name, stream, connections), r in results.items():
+            base = results[("direct", stream, connections)]
+            print(f"{name:<22} {'stream' if stream else 'json':<10} {connections:>5} {r.rps:>9.0f} {r.p50_ms:>8.3f} "
+                  f"{r.p99_ms:>8.3f} {r.p50_ms - base.p50_ms:>8.3f} {r.p99_ms - base.p99_ms:>8.3f} {r.errors:>6}")
+        print()
+        for name, (_url, pid) in targets.items():
+            if pid is not None:
+                print(f"RSS after the run, {name}: {_rss_mb(pid):.1f} MB")
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM if proc is not nginx else signal.SIGQUIT)
+        for proc in procs:
+            proc.wait(timeout=15)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
