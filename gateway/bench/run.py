@@ -54,7 +54,13 @@ def _completion() -> str:
             "object": "chat.completion",
             "created": 1,
             "model": "bench",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there!"}, "finish_reason": "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hello there!"},
+                    "finish_reason": "stop",
+                }
+            ],
             "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
         }
     )
@@ -128,8 +134,13 @@ def _ms(text: str) -> float:
 
 
 def _wrk(url: str, connections: int, stream: bool, workdir: Path) -> Result:
-    body = json.dumps({"model": "bench-stream" if stream else "bench", "stream": stream,
-                       "messages": [{"role": "user", "content": "Say hello"}]})
+    body = json.dumps(
+        {
+            "model": "bench-stream" if stream else "bench",
+            "stream": stream,
+            "messages": [{"role": "user", "content": "Say hello"}],
+        }
+    )
     script = workdir / f"post-{int(stream)}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -139,9 +150,22 @@ def _wrk(url: str, connections: int, stream: bool, workdir: Path) -> Result:
         + ('wrk.headers["X-Bench-Stream"] = "1"\n' if stream else "")
     )
     out = subprocess.run(
-        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{DURATION_S}s", "--latency",
-         "-s", str(script), url],
-        check=True, capture_output=True, text=True,
+        [
+            "taskset",
+            "-c",
+            LOAD_CPU,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{DURATION_S}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -167,7 +191,9 @@ def main() -> None:
             raise SystemExit(f"{tool} is missing: run `make setup`")
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     mock_port, pass_port = _free_port(), _free_port()
-    nginx = subprocess.Popen(["nginx", "-c", str(_nginx_conf(workdir, mock_port, pass_port)), "-g", "daemon off;"])
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(_nginx_conf(workdir, mock_port, pass_port)), "-g", "daemon off;"]
+    )
     procs: list[subprocess.Popen[bytes]] = [nginx]
     try:
         _wait_port(mock_port, nginx)
@@ -179,19 +205,35 @@ def main() -> None:
         for loop in ("asyncio", "uvloop"):
             port = _free_port()
             proc = subprocess.Popen(
-                ["taskset", "-c", PROXY_CPU, sys.executable, str(HERE / "bare_proxy.py"), str(port), mock, loop]
+                [
+                    "taskset",
+                    "-c",
+                    PROXY_CPU,
+                    sys.executable,
+                    str(HERE / "bare_proxy.py"),
+                    str(port),
+                    mock,
+                    loop,
+                ]
             )
             procs.append(proc)
             _wait_port(port, proc)
             targets[f"bare aiohttp+{loop}"] = (f"http://127.0.0.1:{port}", proc.pid)
         port = _free_port()
         backends = [{"name": "mock", "url": mock, "kind": "openai", "models": ["bench", "bench-stream"]}]
-        env = {**os.environ, "PORT": str(port), "GATEWAY_HOST": "127.0.0.1", "GATEWAY_BACKENDS": json.dumps(backends),
-               "GATEWAY_API_KEYS": KEY, "GATEWAY_PROBE_INTERVAL_S": "15"}
+        env = {
+            **os.environ,
+            "PORT": str(port),
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_BACKENDS": json.dumps(backends),
+            "GATEWAY_API_KEYS": KEY,
+            "GATEWAY_PROBE_INTERVAL_S": "15",
+        }
         started = time.monotonic()
         gateway = subprocess.Popen(
             ["taskset", "-c", PROXY_CPU, sys.executable, "-m", "model_gateway"],
-            env=env, stdout=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
         )
         procs.append(gateway)
         while True:
@@ -210,14 +252,21 @@ def main() -> None:
         for stream in (False, True):
             for connections in CONNECTIONS:
                 for name, (url, _pid) in targets.items():
-                    results[(name, stream, connections)] = _wrk(url + "/v1/chat/completions", connections, stream,
-                                                                workdir)
-        print(f"\n{'target':<22} {'mode':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'+p50 ms':>8} {'+p99 ms':>8} {'errors':>6}")
+                    results[(name, stream, connections)] = _wrk(
+                        url + "/v1/chat/completions", connections, stream, workdir
+                    )
+        print(
+            f"\n{'target':<22} {'mode':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'+p50 ms':>8} {'+p99 ms':>8} {'errors':>6}"
+        )
         for (name, stream, connections), r in results.items():
             base = results[("direct", stream, connections)]
-            print(f"{name:<22} {'stream' if stream else 'json':<10} {connections:>5} {r.rps:>9.0f} {r.p50_ms:>8.3f} "
-                  f"{r.p99_ms:>8.3f} {r.p50_ms - base.p50_ms:>8.3f} {r.p99_ms - base.p99_ms:>8.3f} {r.errors:>6}")
+            mode = "stream" if stream else "json"
+            added_p50, added_p99 = r.p50_ms - base.p50_ms, r.p99_ms - base.p99_ms
+            print(
+                f"{name:<22} {mode:<10} {connections:>5} {r.rps:>9.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} "
+                f"{added_p50:>8.3f} {added_p99:>8.3f} {r.errors:>6}"
+            )
         print()
         for name, (_url, pid) in targets.items():
             if pid is not None:

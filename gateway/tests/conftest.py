@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from utils import LLAMA_SERVER, SMOLLM2, TESTS, TINY_MODEL, FaultUpstream, Gateway, ServerProcess, llama_server
+from utils import (
+    LLAMA_SERVER,
+    SMOLLM2,
+    TESTS,
+    TINY_MODEL,
+    FaultUpstream,
+    Gateway,
+    ServerProcess,
+    llama_server,
+)
 
 
 @pytest.fixture(scope="session")

@@ -109,8 +109,12 @@ class FaultUpstream:
             await asyncio.sleep(self.control["seconds"])
         if request.path == "/v1/embeddings":
             return web.json_response(
-                {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
-                 "model": model, "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+                {
+                    "object": "list",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                    "model": model,
+                    "usage": {"prompt_tokens": 2, "total_tokens": 2},
+                }
             )
         if not payload.get("stream"):
             return web.json_response(_completion(model, "hello from fake"))

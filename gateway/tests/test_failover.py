@@ -10,8 +10,6 @@ import json
 import threading
 import time
 
-import requests
-
 from utils import API_KEY, backend, free_port, metric_value, sse_events
 
 FAST = {"GATEWAY_CONNECT_TIMEOUT_S": "1", "GATEWAY_FIRST_BYTE_TIMEOUT_S": "1", "GATEWAY_IDLE_TIMEOUT_S": "1"}
@@ -99,7 +97,9 @@ def test_slow_first_byte_within_the_timeout_is_served(start_gateway, upstream):
     assert sse_events(response)[-1] == "[DONE]"
 
 
-def test_slow_first_byte_past_the_timeout_fails_over_before_any_byte_is_sent(start_gateway, upstream, upstream2):
+def test_slow_first_byte_past_the_timeout_fails_over_before_any_byte_is_sent(
+    start_gateway, upstream, upstream2
+):
     upstream.set("slow_first_byte", seconds=3)
     gateway = start_gateway(_two(upstream.url, upstream2.url), **FAST)
     response = gateway.chat(stream=True)
@@ -253,7 +253,9 @@ def test_bounded_attempts_stop_after_max_attempts(start_gateway, upstream, upstr
     third = start_upstream()
     for fake in (upstream, upstream2, third):
         fake.set("status", status=500)
-    backends = [backend(f"b{i}", f.url, ["m"], priority=i) for i, f in enumerate((upstream, upstream2, third))]
+    backends = [
+        backend(f"b{i}", f.url, ["m"], priority=i) for i, f in enumerate((upstream, upstream2, third))
+    ]
     gateway = start_gateway(backends, GATEWAY_MAX_ATTEMPTS="2")
     assert gateway.chat().status_code == 502
     assert third.received() == []
@@ -274,4 +276,3 @@ def test_weights_split_traffic_within_a_priority(start_gateway, upstream, upstre
     served = [gateway.chat().headers["x-gateway-backend"] for _ in range(60)]
     assert 40 <= served.count("heavy") <= 59
     assert served.count("light") >= 1
-

@@ -26,9 +26,14 @@ def _vocab() -> tuple[list[bytes], list[float], list[int]]:
     for byte in range(256):
         tokens.append(f"<0x{byte:02X}>".encode())
         types.append(gguf.TokenType.BYTE)
-    words = [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["\u2581" + chr(c) for c in range(ord("a"), ord("z") + 1)]
+    words = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [
+        "\u2581" + chr(c) for c in range(ord("a"), ord("z") + 1)
+    ]
     while len(tokens) < N_VOCAB:
-        tokens.append(words[(len(tokens) - 259) % len(words)].encode() + (b"" if len(tokens) < 311 else b"x" * (len(tokens) // 52)))
+        tokens.append(
+            words[(len(tokens) - 259) % len(words)].encode()
+            + (b"" if len(tokens) < 311 else b"x" * (len(tokens) // 52))
+        )
         types.append(gguf.TokenType.NORMAL)
     scores = [0.0] * 3 + [-1000.0] * 256 + [-float(i) for i in range(N_VOCAB - 259)]
     return tokens, scores, [int(t) for t in types]

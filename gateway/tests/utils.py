@@ -92,8 +92,24 @@ class ServerProcess:
 
 def llama_server(model: Path, *extra: str) -> ServerProcess:
     port = free_port()
-    argv = [str(LLAMA_SERVER), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-t", "1",
-            "-c", "2048", "--seed", "42", "--metrics", "--no-warmup", *extra]
+    argv = [
+        str(LLAMA_SERVER),
+        "-m",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-t",
+        "1",
+        "-c",
+        "2048",
+        "--seed",
+        "42",
+        "--metrics",
+        "--no-warmup",
+        *extra,
+    ]
     return ServerProcess(argv, port, start_timeout=60)
 
 
@@ -105,7 +121,9 @@ class FaultUpstream(ServerProcess):
         super().__init__([sys.executable, str(TESTS / "fault_upstream.py"), str(port)], port)
 
     def set(self, mode: str = "ok", **params: Any) -> None:
-        requests.post(self.url + "/_control", json={"mode": mode, **params}, timeout=HTTP_TIMEOUT).raise_for_status()
+        requests.post(
+            self.url + "/_control", json={"mode": mode, **params}, timeout=HTTP_TIMEOUT
+        ).raise_for_status()
 
     def received(self) -> list[dict[str, Any]]:
         return requests.get(self.url + "/_requests", timeout=HTTP_TIMEOUT).json()
@@ -139,7 +157,12 @@ class Gateway(ServerProcess):
         return requests.post(self.url + path, json=body, headers=headers, timeout=HTTP_TIMEOUT, **kwargs)
 
     def chat(self, model: str = "m", stream: bool = False, **extra: Any) -> requests.Response:
-        body = {"model": model, "messages": [{"role": "user", "content": "Say hi"}], "stream": stream, **extra}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": "Say hi"}],
+            "stream": stream,
+            **extra,
+        }
         return self.post("/v1/chat/completions", body, stream=stream)
 
     def health(self) -> dict[str, Any]:

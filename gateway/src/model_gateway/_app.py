@@ -73,7 +73,11 @@ _OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 class JsonErrorRequestHandler(RequestHandler):
-    """Answers requests aiohttp cannot even parse (bad header bytes, CR/LF injection) in OpenAI's shape."""
+    """Answers what aiohttp cannot parse (CR/LF injection, bad header bytes) in OpenAI's shape.
+
+    aiohttp's own handler answers in plain text and logs the offending bytes, which may hold a key;
+    this one logs only the exception class.
+    """
 
     def handle_error(
         self,
@@ -82,15 +86,16 @@ class JsonErrorRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        plain = super().handle_error(request, status, exc, message)
-        error = BadRequest(
-            "The request is not valid HTTP" if status == 400 else "Internal error",
-            status=status,
-            code="bad_http",
-        )
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response has started; the connection is broken")
+        if status >= 500:
+            log.error("unhandled error", exc_info=exc)
+            error: GatewayError = GatewayError("Internal error", code="internal_error")
+        else:
+            log.warning("malformed HTTP request", extra={"error": type(exc).__name__, "status": status})
+            error = BadRequest("The request is not valid HTTP", status=status, code="bad_http")
         response = error_response(error)
-        if not plain.keep_alive:
-            response.force_close()
+        response.force_close()
         return response
 
 
@@ -178,7 +183,7 @@ class Gateway:
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key:
             raise Unauthorized("Missing API key: send 'Authorization: Bearer KEY'", code="missing_api_key")
-        candidate = key.strip().encode()
+        candidate = key.strip().encode("utf-8", "surrogateescape")  # raw bytes: never equal to a key
         # compare_digest against every key: the time taken does not say which key nearly matched.
         matches = [hmac.compare_digest(candidate, k) for k in self._keys]
         if not any(matches):
@@ -309,7 +314,8 @@ class Gateway:
             error = (NotFound if exc.status == 404 else BadRequest)(
                 exc.reason, status=exc.status, code="invalid_path"
             )
-            response = error_response(error, dict(exc.headers) if exc.status == 405 else None)
+            allow = exc.headers.get("Allow")
+            response = error_response(error, {"Allow": allow} if allow else None)
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
         return response
