@@ -91,7 +91,13 @@ class FaultUpstream:
 
     async def generate(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": raw.decode()})
+        self.requests.append(
+            {
+                "path": request.path,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "body": raw.decode(),
+            }
+        )
         payload = json.loads(raw)
         model = payload.get("model", "fake")
         mode = self.control["mode"]

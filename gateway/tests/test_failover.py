@@ -10,7 +10,7 @@ import json
 import threading
 import time
 
-from utils import API_KEY, backend, free_port, metric_value, sse_events
+from utils import API_KEY, backend, free_port, metric_value, sse_events, wait_for
 
 FAST = {"GATEWAY_CONNECT_TIMEOUT_S": "1", "GATEWAY_FIRST_BYTE_TIMEOUT_S": "1", "GATEWAY_IDLE_TIMEOUT_S": "1"}
 
@@ -239,9 +239,7 @@ def test_client_disconnect_cancels_the_upstream_request_and_is_no_backend_failur
     response = gateway.chat(stream=True)
     next(response.iter_content(64))
     response.close()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "client_disconnect" not in gateway.metrics():
-        time.sleep(0.1)
+    wait_for(lambda: "client_disconnect" in gateway.metrics())
     exposition = gateway.metrics()
     assert metric_value(exposition, "ai_request_errors_total", reason="client_disconnect") == 1
     assert metric_value(exposition, "ai_requests_in_flight", backend="only") == 0
@@ -265,7 +263,7 @@ def test_backend_key_is_sent_upstream_and_client_key_is_not(start_gateway, upstr
     gateway = start_gateway([backend("only", upstream.url, ["m"], api_key="backend-secret")])
     gateway.chat()
     sent = upstream.received()[0]["headers"]
-    assert sent["Authorization"] == "Bearer backend-secret"
+    assert sent["authorization"] == "Bearer backend-secret"
     assert API_KEY not in json.dumps(sent)
 
 

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,14 +157,16 @@ class Gateway(ServerProcess):
         headers = {**self.headers, **kwargs.pop("headers", {})}
         return requests.post(self.url + path, json=body, headers=headers, timeout=HTTP_TIMEOUT, **kwargs)
 
-    def chat(self, model: str = "m", stream: bool = False, **extra: Any) -> requests.Response:
+    def chat(
+        self, model: str = "m", stream: bool = False, headers: dict[str, str] | None = None, **extra: Any
+    ) -> requests.Response:
         body = {
             "model": model,
             "messages": [{"role": "user", "content": "Say hi"}],
             "stream": stream,
             **extra,
         }
-        return self.post("/v1/chat/completions", body, stream=stream)
+        return self.post("/v1/chat/completions", body, stream=stream, headers=headers or {})
 
     def health(self) -> dict[str, Any]:
         response = requests.get(self.url + "/health", timeout=HTTP_TIMEOUT)
@@ -192,3 +195,13 @@ def metric_value(exposition: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
             return float(value)
     return 0.0
+
+
+def wait_for(predicate: Callable[[], object], seconds: float = 5.0) -> None:
+    """Poll until `predicate()` is true; fail the test after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not reached within {seconds}s: {predicate}")
