@@ -130,11 +130,8 @@ def test_token_usage_and_latency_reach_the_metrics(client, real_gateway):
 
 
 def test_model_loaded_and_memory_come_from_llama_server_reports(real_gateway):
-    deadline = time.monotonic() + 5  # the probe runs every 0.2 s
-    while time.monotonic() < deadline and not metric_value(
-        real_gateway.metrics(), "ai_model_loaded", model="tiny"
-    ):
-        time.sleep(0.1)
+    # the probe runs every 0.2 s
+    wait_for(lambda: metric_value(real_gateway.metrics(), "ai_model_loaded", model="tiny"))
     exposition = real_gateway.metrics()
     assert metric_value(exposition, "ai_model_loaded", model="tiny", backend="tiny") == 1
     assert metric_value(exposition, "ai_backend_up", backend="tiny") == 1
