@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from utils import API_KEY, backend, metric_value
+from utils import API_KEY, backend, metric_value, wait_for
 
 
 @pytest.fixture
