@@ -146,6 +146,7 @@ class Compute:
         if "zone" in params:
             resource["zone"] = f"{BASE}projects/{project}/zones/{params['zone']}"
         on_done = getattr(self, f"_fill_{collection}")(project, params, resource)
+        _drop_empty_lists(resource)
         self.state.resources[path] = resource
         return self._new_operation("insert", params, resource, on_done)
 
@@ -523,3 +524,15 @@ def _name_param(collection: str) -> str:
 
 def _fingerprint(value: Any) -> str:
     return hashlib.sha1(repr(value).encode()).hexdigest()[:11] + "="
+
+
+def _drop_empty_lists(value: Any) -> None:
+    """GCE's JSON leaves out repeated fields that are empty."""
+    if isinstance(value, dict):
+        for key in [k for k, v in value.items() if v == []]:
+            del value[key]
+        for item in value.values():
+            _drop_empty_lists(item)
+    elif isinstance(value, list):
+        for item in value:
+            _drop_empty_lists(item)
