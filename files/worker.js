@@ -494,35 +494,39 @@ function forwardableHeaders(source) {
   return headers;
 }
 
-/** The request body, refused with 413 above the limit: at once by Content-Length, else while streaming. */
-function limitedBody(request, config) {
-  if (request.method !== "POST" || request.body === null) return { body: null, exceeded: () => false };
+/**
+ * The request body, refused with 413 above the limit. With a Content-Length it streams straight
+ * through; without one (chunked) it is collected up to the limit first, because a stream cut
+ * mid-way would reach the gateway as a complete, truncated body.
+ */
+async function limitedBody(request, config) {
+  if (request.method !== "POST" || request.body === null) return null;
   const declared = request.headers.get("content-length");
   if (declared !== null) {
     if (Number(declared) > config.maxBodyBytes) throw bodyTooLarge(config);
-    return { body: request.body, exceeded: () => false };
+    return request.body;
   }
-  let seen = 0;
-  let exceeded = false;
-  const counter = new TransformStream({
-    transform(chunk, controller) {
-      seen += chunk.byteLength;
-      if (seen > config.maxBodyBytes) {
-        exceeded = true;
-        controller.error(new Error("request body too large"));
-      } else {
-        controller.enqueue(chunk);
-      }
-    },
-  });
-  return { body: request.body.pipeThrough(counter), exceeded: () => exceeded };
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of request.body) {
+    size += chunk.byteLength;
+    if (size > config.maxBodyBytes) throw bodyTooLarge(config);
+    chunks.push(chunk);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
 }
 
 const bodyTooLarge = (config) =>
   new HttpError(413, "invalid_request_error", "request_too_large", `request body larger than ${config.maxBodyBytes} bytes`);
 
 async function proxy(request, url, config, { sub, requestId, extraHeaders }) {
-  const { body, exceeded } = limitedBody(request, config);
+  const body = await limitedBody(request, config);
   const headers = forwardableHeaders(request.headers);
   headers.delete("authorization");
   if (config.upstreamApiKey !== null) headers.set("authorization", `Bearer ${config.upstreamApiKey}`);
@@ -538,7 +542,6 @@ async function proxy(request, url, config, { sub, requestId, extraHeaders }) {
       redirect: "manual",
     });
   } catch (err) {
-    if (exceeded()) throw bodyTooLarge(config);
     console.error(`request ${requestId}: upstream fetch failed: ${err.message}`);
     throw new HttpError(502, "server_error", "upstream_unreachable", "the model gateway could not be reached");
   }

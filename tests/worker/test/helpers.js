@@ -13,7 +13,13 @@ export const AUDIENCE = "llm-canary";
 export const HS_SECRET = "a-test-secret-of-at-least-32-bytes!!";
 
 /** Start the Worker in workerd with these vars/bindings; returns the Miniflare and its base URL. */
-export async function startWorker({ bindings = {}, rateLimit = null, durableObjects = false, scriptPath = WORKER_PATH } = {}) {
+export async function startWorker({
+  bindings = {},
+  rateLimit = null,
+  durableObjects = false,
+  scriptPath = WORKER_PATH,
+  cachePersist = undefined,
+} = {}) {
   const mf = new Miniflare({
     modules: true,
     scriptPath,
@@ -22,6 +28,7 @@ export async function startWorker({ bindings = {}, rateLimit = null, durableObje
     bindings: Object.fromEntries(Object.entries(bindings).filter(([, value]) => value !== undefined)),
     ratelimits: rateLimit ? { RATE_LIMITER: { simple: rateLimit } } : undefined,
     durableObjects: durableObjects ? { RATE_LIMIT_DO: "RateLimiter" } : undefined,
+    cachePersist,
     port: 0,
   });
   const url = await mf.ready;

@@ -1,0 +1,100 @@
+// Keys from JWT_JWKS_URL: fetched once, shared through the Cache API, refreshed for an unknown kid
+// at most once per cooldown, and a JWKS host that is down is a 503 (our fault), not a 401.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, test } from "node:test";
+import { exportJWK, generateKeyPair } from "jose";
+import { authBindings, bearer, errorBody, mint, startUpstream, startWorker } from "./helpers.js";
+
+async function signingKey(kid) {
+  const pair = await generateKeyPair("RS256", { extractable: true });
+  return { kid, privateKey: pair.privateKey, jwk: { ...(await exportJWK(pair.publicKey)), kid, alg: "RS256" } };
+}
+
+describe("JWKS from JWT_JWKS_URL", () => {
+  let gateway;
+  let jwksHost;
+  let published;
+  let jwksUp;
+  let persistDir;
+  const started = [];
+
+  const jwksFetches = () => jwksHost.requests.length;
+  const bindings = () =>
+    authBindings(gateway.url, { JWT_SECRET: undefined, JWT_JWKS_URL: `${jwksHost.url}/jwks.json`, JWT_JWKS_REFRESH_COOLDOWN_S: "30" });
+  async function worker() {
+    const instance = await startWorker({ bindings: bindings(), cachePersist: persistDir });
+    started.push(instance);
+    return instance;
+  }
+  const call = async (instance, key) =>
+    fetch(`${instance.url}/v1/models`, { headers: bearer(await mint({ key: key.privateKey, alg: "RS256", kid: key.kid })) });
+
+  beforeEach(async () => {
+    published = [await signingKey("k1")];
+    jwksUp = true;
+    persistDir = await mkdtemp(path.join(tmpdir(), "worker-cache-"));
+    gateway = await startUpstream();
+    jwksHost = await startUpstream((req, res) => {
+      if (!jwksUp) {
+        res.writeHead(500).end();
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ keys: published.map((key) => key.jwk) }));
+    });
+  });
+  afterEach(async () => {
+    for (const instance of started.splice(0)) await instance.mf.dispose();
+    await gateway.close();
+    await jwksHost.close();
+    await rm(persistDir, { recursive: true, force: true });
+  });
+
+  test("a token signed by a published key passes", async () => {
+    assert.equal((await call(await worker(), published[0])).status, 200);
+  });
+
+  test("the JWKS is fetched once for many requests", async () => {
+    const instance = await worker();
+    for (let i = 0; i < 5; i++) assert.equal((await call(instance, published[0])).status, 200);
+    assert.equal(jwksFetches(), 1);
+  });
+
+  test("a new isolate reuses the JWKS from the Cache API", async () => {
+    const first = await worker();
+    assert.equal((await call(first, published[0])).status, 200);
+    await first.mf.dispose();
+    started.splice(started.indexOf(first), 1);
+    assert.equal((await call(await worker(), published[0])).status, 200);
+    assert.equal(jwksFetches(), 1);
+  });
+
+  test("an unknown kid refreshes the JWKS, so a rotated-in key passes", async () => {
+    const instance = await worker();
+    assert.equal((await call(instance, published[0])).status, 200);
+    published.push(await signingKey("k2"));
+    assert.equal((await call(instance, published[1])).status, 200);
+    assert.equal(jwksFetches(), 2);
+  });
+
+  test("a flood of unknown kids refreshes at most once per cooldown", async () => {
+    const instance = await worker();
+    assert.equal((await call(instance, published[0])).status, 200);
+    for (let i = 0; i < 10; i++) {
+      const response = await call(instance, await signingKey(`bogus-${i}`));
+      const error = await errorBody(assert, response, 401);
+      assert.match(error.message, /kid\) is unknown/);
+    }
+    assert.equal(jwksFetches(), 2);
+  });
+
+  test("a JWKS host that is down, with no keys yet, is 503 jwks_unavailable", async () => {
+    jwksUp = false;
+    const error = await errorBody(assert, await call(await worker(), published[0]), 503);
+    assert.equal(error.code, "jwks_unavailable");
+    assert.equal(gateway.requests.length, 0);
+  });
+});
