@@ -13,6 +13,20 @@ async function signingKey(kid) {
   return { kid, privateKey: pair.privateKey, jwk: { ...(await exportJWK(pair.publicKey)), kid, alg: "RS256" } };
 }
 
+/**
+ * The Worker stores the JWKS with waitUntil; wait until that write has landed (under the key the
+ * Worker uses, see RemoteJwks in files/worker.js) before the isolate goes away.
+ */
+async function cacheSettled(instance, jwksUrl) {
+  const cache = (await instance.mf.getCaches()).default;
+  const key = `https://jwks.llm-canary.invalid/keys?url=${encodeURIComponent(jwksUrl)}`;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    if (await cache.match(key)) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.fail("the JWKS never reached the Cache API");
+}
+
 describe("JWKS from JWT_JWKS_URL", () => {
   let gateway;
   let jwksHost;
@@ -66,6 +80,7 @@ describe("JWKS from JWT_JWKS_URL", () => {
   test("a new isolate reuses the JWKS from the Cache API", async () => {
     const first = await worker();
     assert.equal((await call(first, published[0])).status, 200);
+    await cacheSettled(first, `${jwksHost.url}/jwks.json`);
     await first.mf.dispose();
     started.splice(started.indexOf(first), 1);
     assert.equal((await call(await worker(), published[0])).status, 200);
