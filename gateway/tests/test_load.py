@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-
 from utils import API_KEY, backend, wait_for
 
 pytestmark = pytest.mark.load
