@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,11 +38,17 @@ class PlayResult:
 
 
 class Cloud:
-    """A fresh fake GCP with one existing project, and a way to run plays against it."""
+    """A fake GCP (fresh with one existing project, or a copy of a snapshot), and a way to run
+    plays against it."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.fake = FakeGcp()
-        self.fake.platform.add_project(PROJECT)
+    def __init__(self, workdir: Path, snapshot: FakeGcp | None = None) -> None:
+        if snapshot is None:
+            self.fake = FakeGcp()
+            self.fake.platform.add_project(PROJECT)
+        else:
+            self.fake = FakeGcp(
+                compute_state=copy.deepcopy(snapshot.compute_state), platform=copy.deepcopy(snapshot.platform)
+            )
         self.running = RunningFake(self.fake, workdir)
         self.outputs_dir = workdir / "outputs"
         self.env = {**os.environ, **self.running.client_environment(), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
@@ -88,7 +96,7 @@ class Deployment:
     mutating_after_first: int
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """One fresh apply with the defaults, then a second run, shared by the read-only assertions."""
     cloud = Cloud(tmp_path_factory.mktemp("deployed"))
@@ -98,4 +106,14 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     second = cloud.play("tests/infra/deploy_and_list_hosts.yml")
     assert second.rc == 0, second.output[-4000:]
     yield Deployment(cloud, first, second, mutating_after_first)
+    cloud.stop()
+
+
+@pytest.fixture
+def deployed_cloud(deployed: Deployment, tmp_path: Path) -> Iterator[Cloud]:
+    """A fresh fake holding a copy of the shared deployment's resources: a test that changes a
+    deployment starts from one without paying for an apply."""
+    cloud = Cloud(tmp_path, snapshot=deployed.cloud.fake)
+    shutil.copytree(deployed.cloud.outputs_dir, cloud.outputs_dir)
+    yield cloud
     cloud.stop()

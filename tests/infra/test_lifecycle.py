@@ -1,0 +1,61 @@
+"""What happens to a deployment over time: drift, recreation, destroy."""
+
+from __future__ import annotations
+
+from conftest import PROJECT, Cloud
+
+VM = "llm-canary-llamacpp-1"
+
+
+def drift_machine_type(cloud: Cloud) -> None:
+    """Someone resized the VM by hand."""
+    vm = cloud.fake.resources("instances")[VM]
+    vm["machineType"] = vm["machineType"].replace("e2-standard-4", "e2-standard-16")
+
+
+def test_drift_that_cannot_be_applied_is_reported_and_left_alone(deployed_cloud: Cloud) -> None:
+    cloud = deployed_cloud
+    drift_machine_type(cloud)
+    result = cloud.apply()
+    said = " ".join(result.output.split())
+    assert result.changed == 0
+    assert cloud.fake.mutating_requests() == []
+    assert f"instances {VM} differs from the wanted state in machineType" in said
+    assert "infra_drift:" in said and f"{VM}: machineType" in said
+
+
+def test_drift_is_recreated_when_allowed_keeping_the_static_ip(deployed_cloud: Cloud) -> None:
+    cloud = deployed_cloud
+    static_ip = cloud.fake.resources("addresses")[f"{VM}-ip"]["address"]
+    old_id = cloud.fake.resources("instances")[VM]["id"]
+    drift_machine_type(cloud)
+    result = cloud.apply(infra_recreate_on_drift=True)
+    vm = cloud.fake.resources("instances")[VM]
+    assert result.changed > 0
+    assert vm["id"] != old_id
+    assert vm["machineType"].endswith("/machineTypes/e2-standard-4")
+    assert vm["networkInterfaces"][0]["accessConfigs"][0]["natIP"] == static_ip
+
+
+def test_firewall_changes_are_applied_in_place(deployed_cloud: Cloud) -> None:
+    cloud = deployed_cloud
+    rule_id = cloud.fake.resources("firewalls")["llm-canary-allow-llamacpp"]["id"]
+    cloud.apply(fly_egress_cidrs=["203.0.113.7/32", "192.0.2.0/28"])
+    rule = cloud.fake.resources("firewalls")["llm-canary-allow-llamacpp"]
+    assert rule["id"] == rule_id
+    assert sorted(rule["sourceRanges"]) == ["10.42.0.0/24", "192.0.2.0/28", "203.0.113.7/32"]
+
+
+def test_destroy_without_confirmation_deletes_nothing(deployed_cloud: Cloud) -> None:
+    result = deployed_cloud.play("playbooks/destroy.yml", destroy_confirm="someone-else")
+    assert result.rc != 0
+    assert "destroy_confirm must repeat project_id" in " ".join(result.output.split())
+    assert deployed_cloud.fake.requests == []
+
+
+def test_destroy_leaves_nothing_behind(deployed_cloud: Cloud) -> None:
+    cloud = deployed_cloud
+    result = cloud.play("playbooks/destroy.yml", destroy_confirm=PROJECT)
+    assert result.rc == 0, result.output[-3000:]
+    assert cloud.fake.compute_state.resources == {}
+    assert cloud.fake.platform.projects[PROJECT].service_accounts == {}
