@@ -14,6 +14,7 @@ import copy
 import hashlib
 import ipaddress
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,6 +127,24 @@ class Compute:
         if items:
             answer["items"] = items
         return answer
+
+    def _aggregatedList(
+        self, collection: str, parent: str, params: dict[str, str], query: dict[str, list[str]], *_: Any
+    ) -> dict[str, Any]:
+        project = params["project"]
+        match = _filter(query.get("filter", [""])[0])
+        scopes: dict[str, dict[str, Any]] = {}
+        for path, resource in self.state.resources.items():
+            parts = path.split("/")
+            if parts[1] == project and parts[-2] == collection and match(resource):
+                scope = scopes.setdefault("/".join(parts[2:4]), {collection: []})
+                scope[collection].append(copy.deepcopy(resource))
+        return {
+            "kind": f"compute#{_KINDS[collection]}AggregatedList",
+            "id": f"projects/{project}/aggregated/{collection}",
+            "items": scopes,
+            "selfLink": f"{BASE}projects/{project}/aggregated/{collection}",
+        }
 
     def _insert(
         self, collection: str, parent: str, params: dict[str, str], _q: Any, body: Any
@@ -508,6 +527,32 @@ class Compute:
         if rel(url) not in self.state.resources:
             raise not_found(rel(url))
         return url
+
+
+_CLAUSE = re.compile(r"^\(?\s*([\w.]+)\s*(=|!=|eq|ne)\s*\"?([^\")]*)\"?\s*\)?$")
+
+
+def _filter(expression: str) -> Callable[[dict[str, Any]], bool]:
+    """GCE's list filter, the part clients use: `field = value` clauses, ANDed, `(a) (b)`."""
+    clauses = []
+    for text in re.split(r"\)\s+(?:AND\s+)?\(", expression.strip()) if expression.strip() else []:
+        found = _CLAUSE.match(text.strip())
+        if found is None:
+            raise invalid(
+                f"Invalid value for field 'filter': '{expression}'. Invalid list filter expression."
+            )
+        clauses.append(found.groups())
+
+    def matches(resource: dict[str, Any]) -> bool:
+        for field_path, op, value in clauses:
+            actual: Any = resource
+            for key in field_path.split("."):
+                actual = actual.get(key) if isinstance(actual, dict) else None
+            if (str(actual) == value) != (op in ("=", "eq")):
+                return False
+        return True
+
+    return matches
 
 
 def _scope(params: dict[str, str]) -> str:

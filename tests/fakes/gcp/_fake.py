@@ -70,6 +70,8 @@ class FakeGcp:
         ):
             api = Api(name)
             self._services[api.host] = (api, service)
+        # The legacy endpoint still serves Compute (google.cloud's inventory plugin calls it).
+        self._services["www.googleapis.com"] = self._services["compute.googleapis.com"]
 
     # --- control, for tests ----------------------------------------------------------------------
 

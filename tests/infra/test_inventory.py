@@ -1,0 +1,34 @@
+"""The dynamic inventory (google.cloud.gcp_compute) finds the deployed VMs in the host groups."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from conftest import PROJECT, ROOT, Deployment
+
+
+def plain(value: object) -> object:
+    """ansible-inventory --list wraps values that came from the API as {"__ansible_unsafe": ...}."""
+    return value["__ansible_unsafe"] if isinstance(value, dict) and "__ansible_unsafe" in value else value
+
+
+def test_dynamic_inventory_gives_the_groups_and_addresses_add_host_gave(deployed: Deployment) -> None:
+    cloud = deployed.cloud
+    inventory = cloud.outputs_dir / f"{PROJECT}.gcp_compute.yml"
+    done = subprocess.run(
+        ["ansible-inventory", "-i", str(inventory), "--list"],
+        cwd=ROOT,
+        env=cloud.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    added = json.loads((cloud.outputs_dir / "hosts.json").read_text())
+    assert sorted(listed["ollama"]["hosts"]) == added["ollama"]
+    assert sorted(listed["llamacpp"]["hosts"]) == added["llamacpp"]
+    hostvars = listed["_meta"]["hostvars"]
+    for name, (public, private) in added["hosts"].items():
+        assert (plain(hostvars[name]["ansible_host"]), plain(hostvars[name]["private_ip"])) == (public, private)
