@@ -51,7 +51,11 @@ class Cloud:
             )
         self.running = RunningFake(self.fake, workdir)
         self.outputs_dir = workdir / "outputs"
-        self.env = {**os.environ, **self.running.client_environment(), "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+        self.env = {
+            **os.environ,
+            **self.running.client_environment(),
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        }
         self.env.pop("GCP_PROJECT", None)
 
     def play(self, playbook: str, *extra: str, check: bool = False, **variables: Any) -> PlayResult:

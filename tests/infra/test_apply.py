@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from conftest import FLY, OPS, PROJECT, Deployment
 
 COMPUTE = "https://compute.googleapis.com/compute/v1/projects/canary-test/"
 
 
+def nat_ip(vm: dict[str, Any]) -> str:
+    return vm["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
+
+
 def test_fresh_apply_creates_exactly_the_expected_resources(deployed: Deployment) -> None:
     fake = deployed.cloud.fake
     assert set(fake.resources("networks")) == {"llm-canary"}
     assert set(fake.resources("subnetworks")) == {"llm-canary-us-central1"}
-    assert set(fake.resources("firewalls")) == {"llm-canary-allow-ollama", "llm-canary-allow-llamacpp", "llm-canary-allow-ssh"}
+    assert set(fake.resources("firewalls")) == {
+        "llm-canary-allow-ollama",
+        "llm-canary-allow-llamacpp",
+        "llm-canary-allow-ssh",
+    }
     assert set(fake.resources("addresses")) == {
         "llm-canary-ollama-1-ip",
         "llm-canary-ollama-1-internal-ip",
@@ -21,7 +30,11 @@ def test_fresh_apply_creates_exactly_the_expected_resources(deployed: Deployment
         "llm-canary-llamacpp-1-internal-ip",
     }
     # Each boot disk is named after its instance; the Ollama VM also has its model disk.
-    assert set(fake.resources("disks")) == {"llm-canary-ollama-1", "llm-canary-ollama-1-models", "llm-canary-llamacpp-1"}
+    assert set(fake.resources("disks")) == {
+        "llm-canary-ollama-1",
+        "llm-canary-ollama-1-models",
+        "llm-canary-llamacpp-1",
+    }
     assert set(fake.resources("instances")) == {"llm-canary-ollama-1", "llm-canary-llamacpp-1"}
 
 
@@ -36,19 +49,29 @@ def test_vm_service_account_is_dedicated(deployed: Deployment) -> None:
     assert list(accounts) == [f"llm-canary-vm@{PROJECT}.iam.gserviceaccount.com"]
 
 
-def test_ollama_vm_has_gpu_terminate_scheduling_data_disk_and_least_privilege_identity(deployed: Deployment) -> None:
+def test_ollama_vm_has_gpu_terminate_scheduling_data_disk_and_least_privilege_identity(
+    deployed: Deployment,
+) -> None:
     vm = deployed.cloud.fake.resources("instances")["llm-canary-ollama-1"]
     assert vm["machineType"] == COMPUTE + "zones/us-central1-a/machineTypes/n1-standard-8"
     assert vm["guestAccelerators"] == [
-        {"acceleratorType": COMPUTE + "zones/us-central1-a/acceleratorTypes/nvidia-tesla-t4", "acceleratorCount": 1}
+        {
+            "acceleratorType": COMPUTE + "zones/us-central1-a/acceleratorTypes/nvidia-tesla-t4",
+            "acceleratorCount": 1,
+        }
     ]
     assert vm["scheduling"]["onHostMaintenance"] == "TERMINATE"
     data = [d for d in vm["disks"] if not d["boot"]]
-    assert [(d["source"], d["autoDelete"]) for d in data] == [(COMPUTE + "zones/us-central1-a/disks/llm-canary-ollama-1-models", False)]
+    assert [(d["source"], d["autoDelete"]) for d in data] == [
+        (COMPUTE + "zones/us-central1-a/disks/llm-canary-ollama-1-models", False)
+    ]
     assert vm["serviceAccounts"] == [
         {
             "email": f"llm-canary-vm@{PROJECT}.iam.gserviceaccount.com",
-            "scopes": ["https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring.write"],
+            "scopes": [
+                "https://www.googleapis.com/auth/logging.write",
+                "https://www.googleapis.com/auth/monitoring.write",
+            ],
         }
     ]
     assert vm["labels"] == {"app": "llm-canary", "managed-by": "ansible", "role": "ollama"}
@@ -101,11 +124,11 @@ def test_outputs_file_matches_the_fake_state(deployed: Deployment) -> None:
     instances = fake.resources("instances")
     outputs = deployed.cloud.outputs()
     assert {k: outputs[k] for k in outputs if k not in ("vms", "gateway_backends")} == {
-        "ollama_vm_public_ip": instances["llm-canary-ollama-1"]["networkInterfaces"][0]["accessConfigs"][0]["natIP"],
+        "ollama_vm_public_ip": nat_ip(instances["llm-canary-ollama-1"]),
         "ollama_vm_static_ip": addresses["llm-canary-ollama-1-ip"]["address"],
         "ollama_vm_private_ip": addresses["llm-canary-ollama-1-internal-ip"]["address"],
         "llamacpp_url": f"http://{addresses['llm-canary-llamacpp-1-ip']['address']}:8080",
-        "llamacpp_vm_public_ip": instances["llm-canary-llamacpp-1"]["networkInterfaces"][0]["accessConfigs"][0]["natIP"],
+        "llamacpp_vm_public_ip": nat_ip(instances["llm-canary-llamacpp-1"]),
         "llamacpp_vm_static_ip": addresses["llm-canary-llamacpp-1-ip"]["address"],
         "gateway_url": "",
     }
@@ -114,8 +137,16 @@ def test_outputs_file_matches_the_fake_state(deployed: Deployment) -> None:
 def test_gateway_backends_point_at_private_addresses(deployed: Deployment) -> None:
     addresses = deployed.cloud.fake.resources("addresses")
     assert deployed.cloud.outputs()["gateway_backends"] == [
-        {"name": "llm-canary-ollama-1", "kind": "ollama", "url": f"http://{addresses['llm-canary-ollama-1-internal-ip']['address']}:11434"},
-        {"name": "llm-canary-llamacpp-1", "kind": "llamacpp", "url": f"http://{addresses['llm-canary-llamacpp-1-internal-ip']['address']}:8080"},
+        {
+            "name": "llm-canary-ollama-1",
+            "kind": "ollama",
+            "url": f"http://{addresses['llm-canary-ollama-1-internal-ip']['address']}:11434",
+        },
+        {
+            "name": "llm-canary-llamacpp-1",
+            "kind": "llamacpp",
+            "url": f"http://{addresses['llm-canary-llamacpp-1-internal-ip']['address']}:8080",
+        },
     ]
 
 

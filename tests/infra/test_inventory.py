@@ -31,4 +31,7 @@ def test_dynamic_inventory_gives_the_groups_and_addresses_add_host_gave(deployed
     assert sorted(listed["llamacpp"]["hosts"]) == added["llamacpp"]
     hostvars = listed["_meta"]["hostvars"]
     for name, (public, private) in added["hosts"].items():
-        assert (plain(hostvars[name]["ansible_host"]), plain(hostvars[name]["private_ip"])) == (public, private)
+        assert (plain(hostvars[name]["ansible_host"]), plain(hostvars[name]["private_ip"])) == (
+            public,
+            private,
+        )

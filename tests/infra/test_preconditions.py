@@ -13,15 +13,21 @@ from conftest import Cloud
     [
         pytest.param({"fly_egress_cidrs": []}, "fly_egress_cidrs", id="no-fly-cidrs"),
         pytest.param({"fly_egress_cidrs": ["203.0.113.300/32"]}, "fly_egress_cidrs", id="malformed-fly-cidr"),
-        pytest.param({"fly_egress_cidrs": ["203.0.113.7"]}, "fly_egress_cidrs", id="fly-address-without-prefix"),
-        pytest.param({"fly_egress_cidrs": ["203.0.113.7/32", "0.0.0.0/0"]}, "fly_egress_cidrs", id="fly-whole-internet"),
+        pytest.param(
+            {"fly_egress_cidrs": ["203.0.113.7"]}, "fly_egress_cidrs", id="fly-address-without-prefix"
+        ),
+        pytest.param(
+            {"fly_egress_cidrs": ["203.0.113.7/32", "0.0.0.0/0"]}, "fly_egress_cidrs", id="fly-whole-internet"
+        ),
         pytest.param({"fly_egress_cidrs": "203.0.113.7/32"}, "fly_egress_cidrs", id="fly-string-not-list"),
         pytest.param({"ops_allowed_cidrs": ["0.0.0.0/0"]}, "ops_allowed_cidrs", id="ssh-whole-internet"),
         pytest.param({"project_id": ""}, "project_id", id="no-project"),
         pytest.param({"ollama_vm_count": "two"}, "ollama_vm_count", id="count-not-a-number"),
     ],
 )
-def test_bad_variable_stops_before_any_api_call_naming_it(cloud: Cloud, variables: dict[str, object], named: str) -> None:
+def test_bad_variable_stops_before_any_api_call_naming_it(
+    cloud: Cloud, variables: dict[str, object], named: str
+) -> None:
     result = cloud.play("playbooks/infra.yml", **variables)
     said = " ".join(result.output.split())
     assert result.rc != 0

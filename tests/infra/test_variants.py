@@ -31,8 +31,13 @@ def test_without_gpu_the_ollama_vm_is_a_cpu_machine_without_accelerators(cloud: 
     assert vm["scheduling"]["onHostMaintenance"] == "MIGRATE"
 
 
-@pytest.mark.parametrize(("toggle", "kind", "other"), [("enable_ollama_vm", "ollama", "llamacpp"), ("enable_llamacpp_vm", "llamacpp", "ollama")])
-def test_disabling_a_vm_leaves_out_its_instance_addresses_disk_and_firewall(cloud: Cloud, toggle: str, kind: str, other: str) -> None:
+@pytest.mark.parametrize(
+    ("toggle", "kind", "other"),
+    [("enable_ollama_vm", "ollama", "llamacpp"), ("enable_llamacpp_vm", "llamacpp", "ollama")],
+)
+def test_disabling_a_vm_leaves_out_its_instance_addresses_disk_and_firewall(
+    cloud: Cloud, toggle: str, kind: str, other: str
+) -> None:
     cloud.apply(**{toggle: False})
     names = [n for c in ("instances", "addresses", "disks", "firewalls") for n in cloud.fake.resources(c)]
     assert not [n for n in names if f"-{kind}" in n]
