@@ -49,27 +49,28 @@ def sleeps(monkeypatch):
     return recorded
 
 
-@pytest.fixture
-def run_module(capsys):
+def run_module_once(module, args, check_mode=False):
     """Run a module's main() in-process; returns its result dict (with `failed` on fail_json)."""
 
-    def run(module, args, check_mode=False):
-        def leave(self, **result):
-            raise ModuleExit(result)
+    def leave(self, **result):
+        raise ModuleExit(result)
 
-        def fail(self, msg, **result):
-            raise ModuleExit({**result, "failed": True, "msg": msg})
+    def fail(self, msg, **result):
+        raise ModuleExit({**result, "failed": True, "msg": msg})
 
-        full_args = {**args, "_ansible_check_mode": check_mode, "_ansible_diff": True}
-        with (
-            patch_module_args(full_args),
-            mock.patch.object(basic.AnsibleModule, "exit_json", leave),
-            mock.patch.object(basic.AnsibleModule, "fail_json", fail),
-        ):
-            try:
-                module.main()
-            except ModuleExit as exit_:
-                return exit_.result
-        raise AssertionError("the module returned without exit_json or fail_json")
+    full_args = {**args, "_ansible_check_mode": check_mode, "_ansible_diff": True}
+    with (
+        patch_module_args(full_args),
+        mock.patch.object(basic.AnsibleModule, "exit_json", leave),
+        mock.patch.object(basic.AnsibleModule, "fail_json", fail),
+    ):
+        try:
+            module.main()
+        except ModuleExit as exit_:
+            return exit_.result
+    raise AssertionError("the module returned without exit_json or fail_json")
 
-    return run
+
+@pytest.fixture
+def run_module():
+    return run_module_once
