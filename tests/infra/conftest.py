@@ -41,10 +41,11 @@ class Cloud:
     """A fake GCP (fresh with one existing project, or a copy of a snapshot), and a way to run
     plays against it."""
 
-    def __init__(self, workdir: Path, snapshot: FakeGcp | None = None) -> None:
+    def __init__(self, workdir: Path, snapshot: FakeGcp | None = None, new_project: bool = False) -> None:
         if snapshot is None:
             self.fake = FakeGcp()
-            self.fake.platform.add_project(PROJECT)
+            if not new_project:
+                self.fake.platform.add_project(PROJECT)
         else:
             self.fake = FakeGcp(
                 compute_state=copy.deepcopy(snapshot.compute_state), platform=copy.deepcopy(snapshot.platform)

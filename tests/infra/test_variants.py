@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import PROJECT, Cloud
 
@@ -73,3 +75,14 @@ def test_vm_counts_give_one_vm_static_ip_and_backend_each(cloud: Cloud) -> None:
     backends = cloud.outputs()["gateway_backends"]
     assert sorted(b["name"] for b in backends) == sorted(instances)
     assert len({b["url"] for b in backends}) == 5
+
+
+def test_create_project_creates_it_before_enabling_apis(tmp_path: Path) -> None:
+    cloud = Cloud(tmp_path, new_project=True)
+    try:
+        cloud.apply(create_project=True, infra_project_parent={"type": "organization", "id": "123456789"})
+        assert cloud.fake.platform.projects[PROJECT].parent == {"type": "organization", "id": "123456789"}
+        assert cloud.fake.mutating_requests()[0].method_id == "cloudresourcemanager.projects.create"
+        assert set(cloud.fake.resources("instances")) == {"llm-canary-ollama-1", "llm-canary-llamacpp-1"}
+    finally:
+        cloud.stop()
