@@ -135,6 +135,16 @@ def test_idle_gap_between_chunks_past_the_timeout_ends_the_stream_with_an_error(
     assert json.loads(events[-1])["error"]["code"] == "upstream_stream_cut"
 
 
+def test_total_timeout_ends_a_long_stream_with_an_error(start_gateway, upstream):
+    upstream.set("ok", chunks=40, chunk_delay=0.1)
+    gateway = start_gateway([backend("only", upstream.url, ["m"])], GATEWAY_TOTAL_TIMEOUT_S="1")
+    started = time.monotonic()
+    events = sse_events(gateway.chat(stream=True))
+    assert time.monotonic() - started < 3
+    assert "[DONE]" not in events
+    assert json.loads(events[-1])["error"]["code"] == "upstream_stream_cut"
+
+
 def test_400_from_upstream_passes_through_without_failover_or_cooldown(start_gateway, upstream, upstream2):
     upstream.set("status", status=400)
     gateway = start_gateway(_two(upstream.url, upstream2.url), GATEWAY_BREAKER_FAILURES="1")

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from . import _logging
-from ._backends import Backend, make_backends
+from ._backends import ENDPOINTS, Backend, make_backends
 from ._config import Settings
 from ._errors import BadRequest, BodyTooLarge, GatewayError, NotFound, Unauthorized, error_response
 from ._metrics import CONTENT_TYPE, Metrics
@@ -151,6 +151,7 @@ class Gateway:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect),
             auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("Accept-Encoding",),
             headers={"User-Agent": "model-gateway"},
         )
@@ -327,7 +328,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[gateway.errors], client_max_size=settings.max_body_bytes)
     app["gateway"] = gateway
     app.cleanup_ctx.append(gateway._lifespan)
-    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+    for path in ENDPOINTS:
         app.router.add_post(path, gateway.proxied)
     app.router.add_get("/v1/models", gateway.models)
     app.router.add_get("/health", gateway.health)

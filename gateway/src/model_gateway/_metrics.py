@@ -113,12 +113,11 @@ class Metrics:
     def failover(self, backend: str) -> None:
         self._child(self.failovers, backend).inc()
 
-    def track_in_flight(self, backend: str, delta: int) -> None:
-        self._child(self.in_flight, backend).inc(delta)
-
     def refresh_backends(self, backends: Iterable[Backend]) -> None:
         """Copy what the probes learnt into the gauges (called on scrape and after each probe)."""
         for backend in backends:
+            # Read from the backend's own counter at scrape time: no gauge update per request.
+            self._child(self.in_flight, backend.name).set(backend.in_flight)
             self._child(self.backend_up, backend.name).set(1 if backend.up() else 0)
             for model, report in backend.reports.items():
                 self._child(self.model_loaded, model, backend.name).set(1 if report.loaded else 0)

@@ -161,7 +161,6 @@ class Forwarder:
         self, request: web.Request, call: Call, backend: Backend
     ) -> web.StreamResponse | Failure:
         backend.in_flight += 1
-        self._metrics.track_in_flight(backend.name, 1)
         upstream: aiohttp.ClientResponse | None = None
         verdict_given = False
         try:
@@ -186,7 +185,6 @@ class Forwarder:
             if not verdict_given:
                 backend.breaker.release_trial()  # cancelled by a client disconnect: no verdict
             backend.in_flight -= 1
-            self._metrics.track_in_flight(backend.name, -1)
 
     async def _until_first_byte(
         self, call: Call, backend: Backend

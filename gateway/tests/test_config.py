@@ -1,0 +1,117 @@
+"""Settings: parsed once, environment over the YAML file, every bad value named in the error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from model_gateway import ConfigError, load_settings
+
+BACKENDS = json.dumps(
+    [{"name": "cpu", "url": "http://10.0.0.3:8080", "kind": "llamacpp", "models": ["smol"]}]
+)
+BASE = {"GATEWAY_BACKENDS": BACKENDS, "GATEWAY_API_KEYS": "k1, k2"}
+
+
+def test_defaults_follow_the_contract():
+    settings = load_settings(BASE)
+    assert (settings.host, settings.port, settings.metrics) == ("0.0.0.0", 8080, True)
+    assert settings.api_keys == frozenset({"k1", "k2"})
+    assert settings.backends[0].priority == 0 and settings.backends[0].weight == 1
+
+
+def test_yaml_file_is_read_and_the_environment_wins(tmp_path):
+    config = tmp_path / "gateway.yml"
+    config.write_text(
+        "GATEWAY_BACKENDS:\n"
+        "  - {name: gpu, url: 'http://10.0.0.4:11434', kind: ollama, models: [qwen], priority: 1}\n"
+        "GATEWAY_API_KEYS: [from-file]\n"
+        "PORT: 9000\n"
+        "GATEWAY_METRICS: false\n"
+    )
+    settings = load_settings({"GATEWAY_CONFIG": str(config), "PORT": "9100"})
+    assert settings.backends[0].kind == "ollama"
+    assert settings.api_keys == frozenset({"from-file"})
+    assert settings.port == 9100
+    assert settings.metrics is False
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"GATEWAY_API_KEYS": ""}, "GATEWAY_API_KEYS"),
+        ({"GATEWAY_BACKENDS": "[{"}, "GATEWAY_BACKENDS"),
+        ({"GATEWAY_BACKENDS": "[]"}, "GATEWAY_BACKENDS"),
+        (
+            {
+                "GATEWAY_BACKENDS": json.dumps(
+                    [{"name": "x", "url": "ftp://h", "kind": "llamacpp", "models": ["m"]}]
+                )
+            },
+            "GATEWAY_BACKENDS[0].url",
+        ),
+        (
+            {
+                "GATEWAY_BACKENDS": json.dumps(
+                    [{"name": "x", "url": "http://h/v1", "kind": "llamacpp", "models": ["m"]}]
+                )
+            },
+            "GATEWAY_BACKENDS[0].url",
+        ),
+        (
+            {
+                "GATEWAY_BACKENDS": json.dumps(
+                    [{"name": "x", "url": "http://h", "kind": "vllm", "models": ["m"]}]
+                )
+            },
+            "GATEWAY_BACKENDS[0].kind",
+        ),
+        (
+            {
+                "GATEWAY_BACKENDS": json.dumps(
+                    [{"name": "x", "url": "http://h", "kind": "ollama", "models": []}]
+                )
+            },
+            "GATEWAY_BACKENDS[0].models",
+        ),
+        (
+            {
+                "GATEWAY_BACKENDS": json.dumps(
+                    [{"name": "x", "url": "http://h", "kind": "ollama", "models": ["m"], "wieght": 2}]
+                )
+            },
+            "GATEWAY_BACKENDS[0]: unknown field",
+        ),
+        ({"GATEWAY_MODEL_ALIASES": '{"fast": "no-such-model"}'}, "GATEWAY_MODEL_ALIASES"),
+        ({"PORT": "eighty"}, "PORT"),
+        ({"GATEWAY_METRICS": "maybe"}, "GATEWAY_METRICS"),
+        ({"GATEWAY_IDLE_TIMEOUT_S": "0"}, "GATEWAY_IDLE_TIMEOUT_S"),
+    ],
+    ids=[
+        "no-keys",
+        "backends-not-json",
+        "no-backends",
+        "url-not-http",
+        "url-with-v1",
+        "unknown-kind",
+        "no-models",
+        "misspelt-field",
+        "alias-to-unknown-model",
+        "port-not-a-number",
+        "bool-not-a-bool",
+        "zero-timeout",
+    ],
+)
+def test_bad_setting_is_refused_naming_it(override, named):
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**BASE, **override})
+    assert named in str(raised.value)
+
+
+def test_backend_keys_never_appear_in_the_settings_repr():
+    backends = json.dumps(
+        [{"name": "x", "url": "http://h", "kind": "openai", "models": ["m"], "api_key": "sk-1"}]
+    )
+    settings = load_settings({**BASE, "GATEWAY_BACKENDS": backends})
+    assert "sk-1" not in repr(settings)
+    assert "k1" not in repr(settings)
