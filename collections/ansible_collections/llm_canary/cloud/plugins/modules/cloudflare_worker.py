@@ -13,12 +13,12 @@ description:
   - Uploads one ES-module Worker through the Cloudflare v4 API with its variables, secrets, Rate
     Limiting and Durable Object bindings, then enables C(workers.dev) or not, and sets routes and
     custom domains.
-  - Idempotent: it reads what is deployed (module source, settings, secret names, workers.dev,
+  - Idempotent. It reads what is deployed (module source, settings, secret names, workers.dev,
     routes, domains) and changes only what differs. Secret values cannot be read back, so a secret
     is set when it is missing, or on every run with O(update_secrets=always).
   - Uploads keep the secrets already set (C(keep_bindings)), and carry Durable Object migrations
     only when the set of classes changes.
-author: llm-canary contributors
+author: llm-canary contributors (@llm-canary)
 extends_documentation_fragment:
   - llm_canary.cloud.cloudflare_api
 attributes:
@@ -471,7 +471,7 @@ class WorkerDeployment:
                     before.append({"pattern": route["pattern"], "zone_id": zone})
                     if (zone, route["pattern"]) not in wanted:
                         self.mutate("DELETE", "zones", zone, "workers", "routes", route["id"])
-            for _, pattern in sorted(p for p in wanted if p[0] == zone):
+            for pattern in sorted(p for z, p in wanted if z == zone):
                 route = by_pattern.get(pattern)
                 body = {"pattern": pattern, "script": self.name}
                 if route is None:
@@ -508,9 +508,9 @@ class WorkerDeployment:
         deployed = self.deployed_script()
         if deployed is None:
             return dict(script={}, secrets_set=[], diff={"before": {}, "after": {}})
-        before_routes, _ = self.ensure_routes(wanted=set())
+        before_routes = self.ensure_routes(wanted=set())[0]
         self.params["custom_domains"] = []
-        before_domains, _ = self.ensure_custom_domains(True)
+        before_domains = self.ensure_custom_domains(True)[0]
         # force: a Worker that binds its own Durable Objects cannot be deleted without it.
         self.mutate("DELETE", "accounts", self.account, "workers", "scripts", self.name, query={"force": "true"})
         before = {k: deployed[k] for k in ("sha256", "compatibility_date", "bindings", "secrets", "workers_dev")}
@@ -573,7 +573,7 @@ def main():
     date = module.params["compatibility_date"]
     if date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
         module.fail_json(msg=f"compatibility_date must be YYYY-MM-DD, got {date!r}")
-    names = [k for k in module.params["vars"]] + [k for k in module.params["secrets"]]
+    names = list(module.params["vars"]) + list(module.params["secrets"])
     names += [b["name"] for key in ("rate_limits", "durable_objects") for b in module.params[key]]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
