@@ -374,7 +374,28 @@ function bearerToken(request, config) {
   return match[1];
 }
 
+/**
+ * Tokens whose signature this isolate has verified, so a client's next request skips the
+ * signature check (the claims are still checked every time: exp, nbf, iss, aud, sub). Bounded;
+ * the oldest entry goes first. A key withdrawn from the JWKS stops new tokens at once, and
+ * tokens already seen at their `exp`.
+ */
+const verifiedTokens = new Map();
+const VERIFIED_TOKENS_MAX = 1024;
+
 async function verifyToken(token, config, ctx) {
+  const cached = verifiedTokens.get(token);
+  if (cached !== undefined && cached.config === config) {
+    checkClaims(cached.claims, config);
+    return cached.claims;
+  }
+  const claims = await verifySignedToken(token, config, ctx);
+  if (verifiedTokens.size >= VERIFIED_TOKENS_MAX) verifiedTokens.delete(verifiedTokens.keys().next().value);
+  verifiedTokens.set(token, { config, claims });
+  return claims;
+}
+
+async function verifySignedToken(token, config, ctx) {
   const parts = token.split(".");
   if (parts.length !== 3) throw unauthorized("token is not a compact JWS (header.payload.signature)");
   const header = decodeJsonSegment(parts[0], "header");
@@ -458,14 +479,18 @@ async function enforceRateLimit(config, env, sub) {
 /**
  * Exact limiter, one object per `sub`: GCRA (a leaky bucket kept as one timestamp, the
  * "theoretical arrival time"), so exactly `limit` requests pass in a burst and the allowance
- * refills evenly over the period.
+ * refills evenly over the period. The object answers from memory; its storage copy is written
+ * only when the timestamp has moved half a period since the last write (a write per request
+ * costs a storage round trip and is billed), so a restarted object forgets at most half a
+ * period's allowance.
  */
 export class RateLimiter extends DurableObject {
   constructor(ctx, env) {
     super(ctx, env);
     this.tat = 0;
+    this.persistedTat = 0;
     ctx.blockConcurrencyWhile(async () => {
-      this.tat = (await ctx.storage.get("tat")) ?? 0;
+      this.tat = this.persistedTat = (await ctx.storage.get("tat")) ?? 0;
     });
   }
 
@@ -479,7 +504,10 @@ export class RateLimiter extends DurableObject {
       return { allowed: false, remaining: 0, resetMs: start - now, retryAfterMs: next - now - periodMs };
     }
     this.tat = next;
-    this.ctx.storage.put("tat", next); // the output gate holds our answer until this is durable
+    if (next - this.persistedTat >= periodMs / 2) {
+      this.persistedTat = next;
+      this.ctx.storage.put("tat", next, { allowUnconfirmed: true });
+    }
     return { allowed: true, remaining: Math.floor((periodMs - (next - now)) / interval + 1e-6), resetMs: next - now };
   }
 }

@@ -19,6 +19,7 @@ export async function startWorker({
   durableObjects = false,
   scriptPath = WORKER_PATH,
   cachePersist = undefined,
+  durableObjectsPersist = undefined,
 } = {}) {
   const mf = new Miniflare({
     modules: true,
@@ -29,6 +30,7 @@ export async function startWorker({
     ratelimits: rateLimit ? { RATE_LIMITER: { simple: rateLimit } } : undefined,
     durableObjects: durableObjects ? { RATE_LIMIT_DO: "RateLimiter" } : undefined,
     cachePersist,
+    durableObjectsPersist,
     port: 0,
   });
   const url = await mf.ready;

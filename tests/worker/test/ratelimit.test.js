@@ -1,5 +1,8 @@
 // Rate limits keyed on the token's sub: the exact Durable Object limiter and the Rate Limiting binding.
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { authBindings, bearer, errorBody, mintHs, startUpstream, startWorker } from "./helpers.js";
 
@@ -61,6 +64,34 @@ describe("Durable Object limiter (RATE_LIMIT_MODE=do)", () => {
     await burst(worker.url, await mintHs({ claims: { sub: "noisy" } }), LIMIT + 1);
     const response = await fetch(`${worker.url}/v1/models`, { headers: bearer(await mintHs({ claims: { sub: "quiet" } })) });
     assert.equal(response.status, 200);
+  });
+});
+
+describe("Durable Object limiter across a restart", () => {
+  test("a restarted limiter forgets at most half a period's allowance", async () => {
+    const persist = await mkdtemp(path.join(tmpdir(), "worker-do-"));
+    const upstream = await startUpstream();
+    const bindings = authBindings(upstream.url, {
+      RATE_LIMIT_MODE: "do",
+      RATE_LIMIT_REQUESTS: String(LIMIT),
+      RATE_LIMIT_PERIOD_S: String(PERIOD_S),
+    });
+    const token = await mintHs({ claims: { sub: "restarted" } });
+    try {
+      const first = await startWorker({ durableObjects: true, durableObjectsPersist: persist, bindings });
+      await burst(first.url, token, LIMIT);
+      await first.mf.dispose();
+      const second = await startWorker({ durableObjects: true, durableObjectsPersist: persist, bindings });
+      try {
+        const passed = (await burst(second.url, token, LIMIT)).filter((r) => r.status === 200).length;
+        assert.ok(passed <= Math.ceil(LIMIT / 2), `${passed} of ${LIMIT} passed after the restart`);
+      } finally {
+        await second.mf.dispose();
+      }
+    } finally {
+      await upstream.close();
+      await rm(persist, { recursive: true, force: true });
+    }
   });
 });
 
