@@ -11,6 +11,10 @@ cd "$ROOT"
 LLM_CANARY_TEST_IMAGE="$(bash scripts/setup.d/50-test-image.sh --print-image)"
 podman image exists "$LLM_CANARY_TEST_IMAGE" || die "test image $LLM_CANARY_TEST_IMAGE is missing: run make setup"
 export LLM_CANARY_TEST_IMAGE LLM_CANARY_CACHE="$CACHE_DIR"
+# The pins (source and model checksums) reach molecule.yml files as environment variables.
+set -a
+source scripts/pins.sh
+set +a
 mkdir -p "$CACHE_DIR/ccache" "$CACHE_DIR/apt-archives/partial"
 
 if [ $# -gt 0 ]; then

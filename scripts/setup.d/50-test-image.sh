@@ -10,7 +10,7 @@ source "$(dirname "$0")/../lib.sh"
 suite=bookworm
 mirror="${LLM_CANARY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,openssh-server,sudo,iproute2,ca-certificates
-recipe="$suite $packages minbase v1"
+recipe="$suite $packages minbase v2"
 tag="$(printf '%s' "$recipe" | sha256sum | cut -c1-12)"
 image="localhost/llm-canary-debian12-systemd:$tag"
 if [ "${1:-}" = --print-image ]; then
@@ -41,7 +41,10 @@ EOF
   done
   # The host's image id is written by systemd at first boot; an empty file makes it do that.
   : >"$rootfs/etc/machine-id"
+  # No package lists (a cached image would carry stale ones), dated so that apt's
+  # cache_valid_time sees them as old and refreshes them, as on a real VM.
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  touch -d @0 "$rootfs/var/lib/apt/lists"
   mkdir -p "$(dirname "$tarball")"
   tar -C "$rootfs" --numeric-owner -czf "$tarball.part" .
   mv "$tarball.part" "$tarball"
