@@ -29,10 +29,13 @@ def make_app(upstream: str) -> web.Application:
                 status=upstream_response.status,
                 headers={"Content-Type": upstream_response.headers.get("Content-Type", "application/json")},
             )
-            await response.prepare(request)
-            async for chunk in upstream_response.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
+            try:
+                await response.prepare(request)
+                async for chunk in upstream_response.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            except ConnectionResetError:
+                pass  # wrk closes its connections at the end of a run
             return response
 
     app.cleanup_ctx.append(lifespan)

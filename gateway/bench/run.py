@@ -2,7 +2,9 @@
 
 Upstream: nginx serving fixed OpenAI answers (a chat completion, and a 20-event SSE stream).
 Each proxy is pinned to CPU 0; the mock upstream and wrk share CPU 1. Every number is measured in
-this run, and the overhead is read against "direct" from the same run.
+this run, and the overhead is read against "direct" from the same run. On a shared machine the
+wall-clock numbers swing with the neighbours' load; "cpu us/req" (the proxy's own CPU time per
+request, from /proc) barely does, and 1e6 / it is the rate one core would serve.
 """
 
 from __future__ import annotations
@@ -80,40 +82,36 @@ def _stream() -> str:
     return "".join(events) + "data: [DONE]\n\n"
 
 
-def _nginx_conf(workdir: Path, mock_port: int, pass_port: int) -> Path:
-    (workdir / "completion.json").write_text(_completion())
-    (workdir / "stream.sse").write_text(_stream())
+def _nginx_conf(workdir: Path, name: str, server: str, upstream: str = "") -> Path:
+    """One single-worker nginx: the mock upstream, or the proxy_pass hop (the floor for one hop)."""
     conf = f"""
-worker_processes 2;
-worker_cpu_affinity 10 01;
-pid {workdir}/nginx.pid;
-error_log {workdir}/error.log warn;
+worker_processes 1;
+pid {workdir}/{name}.pid;
+error_log {workdir}/{name}-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
   client_body_temp_path {workdir};
   proxy_temp_path {workdir};
-  upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 128; }}
+  {upstream}
   server {{
-    listen 127.0.0.1:{mock_port} reuseport;
-    location = /v1/chat/completions {{
-      if ($http_x_bench_stream) {{ rewrite ^ /stream last; }}
-      default_type application/json; alias {workdir}/completion.json;
-    }}
-    location = /stream {{ internal; default_type text/event-stream; alias {workdir}/stream.sse; }}
-    error_page 405 =200 $uri;
-  }}
-  server {{
-    listen 127.0.0.1:{pass_port} reuseport;
-    location / {{ proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_buffering off; }}
+    {server}
   }}
 }}
 """
-    path = workdir / "nginx.conf"
+    path = workdir / f"{name}.conf"
     path.write_text(conf)
     return path
+
+
+def _start_nginx(
+    workdir: Path, cpu: str, port: int, name: str, server: str, upstream: str = ""
+) -> subprocess.Popen[bytes]:
+    conf = _nginx_conf(workdir, name, f"listen 127.0.0.1:{port};\n    {server}", upstream)
+    proc = subprocess.Popen(["taskset", "-c", cpu, "nginx", "-c", str(conf), "-g", "daemon off;"])
+    _wait_port(port, proc)
+    return proc
 
 
 @dataclass
@@ -122,6 +120,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int
+    cpu_us: float = float("nan")  # the proxy's CPU time per request (robust on a shared machine)
 
 
 _UNIT = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -168,14 +168,27 @@ def _wrk(url: str, connections: int, stream: bool, workdir: Path) -> Result:
         text=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s*50%\s+([\d.]+(?:us|ms|s))", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+([\d.]+(?:us|ms|s))", out, re.M).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: .*", out)
     errors = int(bad.group(1)) if bad else 0
     if socket_errors:
         errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
-    return Result(rps, p50, p99, errors)
+    return Result(rps, p50, p99, errors, requests)
+
+
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of a process and of its live children (nginx's worker is the master's child)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        pids += [int(c) for c in (task / "children").read_text().split()]
+    total = 0
+    for one in pids:
+        fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
 
 
 def _rss_mb(pid: int) -> float:
@@ -190,17 +203,27 @@ def main() -> None:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: run `make setup`")
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    (workdir / "completion.json").write_text(_completion())
+    (workdir / "stream.sse").write_text(_stream())
     mock_port, pass_port = _free_port(), _free_port()
-    nginx = subprocess.Popen(
-        ["nginx", "-c", str(_nginx_conf(workdir, mock_port, pass_port)), "-g", "daemon off;"]
-    )
-    procs: list[subprocess.Popen[bytes]] = [nginx]
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        _wait_port(mock_port, nginx)
+        mock_server = f"""
+    location = /v1/chat/completions {{
+      if ($http_x_bench_stream) {{ rewrite ^ /stream last; }}
+      default_type application/json; alias {workdir}/completion.json;
+    }}
+    location = /stream {{ internal; default_type text/event-stream; alias {workdir}/stream.sse; }}
+    error_page 405 =200 $uri;"""
+        procs.append(_start_nginx(workdir, LOAD_CPU, mock_port, "mock", mock_server))
+        pass_server = """location / { proxy_pass http://mock; proxy_http_version 1.1;
+      proxy_set_header Connection ""; proxy_buffering off; }"""
+        upstream = f"upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 128; }}"
+        procs.append(_start_nginx(workdir, PROXY_CPU, pass_port, "proxy", pass_server, upstream))
         mock = f"http://127.0.0.1:{mock_port}"
         targets: dict[str, tuple[str, int | None]] = {
             "direct": (mock, None),
-            "nginx proxy_pass": (f"http://127.0.0.1:{pass_port}", None),
+            "nginx proxy_pass": (f"http://127.0.0.1:{pass_port}", procs[-1].pid),
         }
         for loop in ("asyncio", "uvloop"):
             port = _free_port()
@@ -251,13 +274,16 @@ def main() -> None:
         results: dict[tuple[str, bool, int], Result] = {}
         for stream in (False, True):
             for connections in CONNECTIONS:
-                for name, (url, _pid) in targets.items():
-                    results[(name, stream, connections)] = _wrk(
-                        url + "/v1/chat/completions", connections, stream, workdir
-                    )
+                for name, (url, pid) in targets.items():
+                    before = _cpu_ticks(pid) if pid else 0
+                    result = _wrk(url + "/v1/chat/completions", connections, stream, workdir)
+                    if pid:
+                        ticks = _cpu_ticks(pid) - before
+                        result.cpu_us = ticks * 1e6 / os.sysconf("SC_CLK_TCK") / max(1, result.requests)
+                    results[(name, stream, connections)] = result
         print(
             f"\n{'target':<22} {'mode':<10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'+p50 ms':>8} {'+p99 ms':>8} {'errors':>6}"
+            f"{'+p50 ms':>8} {'+p99 ms':>8} {'cpu us/req':>10} {'req/s/core':>10} {'errors':>6}"
         )
         for (name, stream, connections), r in results.items():
             base = results[("direct", stream, connections)]
@@ -265,7 +291,7 @@ def main() -> None:
             added_p50, added_p99 = r.p50_ms - base.p50_ms, r.p99_ms - base.p99_ms
             print(
                 f"{name:<22} {mode:<10} {connections:>5} {r.rps:>9.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} "
-                f"{added_p50:>8.3f} {added_p99:>8.3f} {r.errors:>6}"
+                f"{added_p50:>8.3f} {added_p99:>8.3f} {r.cpu_us:>10.1f} {1e6 / r.cpu_us:>10.0f} {r.errors:>6}"
             )
         print()
         for name, (_url, pid) in targets.items():
@@ -273,7 +299,7 @@ def main() -> None:
                 print(f"RSS after the run, {name}: {_rss_mb(pid):.1f} MB")
     finally:
         for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM if proc is not nginx else signal.SIGQUIT)
+            proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=15)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -6,10 +6,12 @@ listed in `_FIELDS` are ever written: no headers, no keys, no prompt or completi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
 import time
+from typing import Any, TextIO
 
 _FIELDS = (
     "request_id",
@@ -25,13 +27,25 @@ _FIELDS = (
 )
 
 
+_second_cache: list[Any] = [-1, ""]
+
+
+def timestamp(created: float) -> str:
+    """RFC 3339 UTC with milliseconds; the seconds part is formatted once a second."""
+    second = int(created)
+    if second != _second_cache[0]:
+        _second_cache[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second_cache[1]}.{int((created - second) * 1000):03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "severity": record.levelname,
             "message": record.getMessage(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": timestamp(record.created),
             "logger": record.name,
         }
         for name in _FIELDS:
@@ -66,3 +80,40 @@ def trace_id(header_cloud: str | None, header_w3c: str | None, project: str | No
     if not trace or not trace.isalnum() or len(trace) > 64:
         return None
     return f"projects/{project}/traces/{trace}"
+
+
+class AccessLog:
+    """One JSON line per request, written in batches.
+
+    At thousands of requests a second, a LogRecord, a handler lock and a write per line cost more
+    than the proxying itself (measured with `make bench`); here a line is one json.dumps, and the
+    lines reach stdout every `interval` seconds, at `max_lines`, and at shutdown.
+    """
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 0.2, max_lines: int = 512) -> None:
+        self._stream = stream
+        self._interval = interval
+        self._max_lines = max_lines
+        self._lines: list[str] = []
+
+    def write(self, fields: dict[str, object]) -> None:
+        entry = {"severity": "INFO", "message": "request", "time": timestamp(time.time())}
+        for name, value in fields.items():
+            if value is not None:
+                entry["logging.googleapis.com/trace" if name == "trace" else name] = value
+        self._lines.append(json.dumps(entry))
+        if len(self._lines) >= self._max_lines:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            stream = self._stream or sys.stdout
+            stream.write("\n".join(self._lines) + "\n")
+            stream.flush()
+            self._lines.clear()
+
+    async def run(self) -> None:
+        """Flush periodically until cancelled; the caller flushes once more at shutdown."""
+        while True:
+            await asyncio.sleep(self._interval)
+            self.flush()

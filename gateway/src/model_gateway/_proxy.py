@@ -30,6 +30,7 @@ from ._router import Router
 log = logging.getLogger("model_gateway.proxy")
 
 _DONE = b"data: [DONE]"
+_TAIL_BYTES = 4096
 # Upstream 4xx answers that are the client's fault: passed through, no failover, no cooldown.
 _PASS_THROUGH_STATUSES = frozenset(range(400, 500)) - {408, 429}
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -263,16 +264,14 @@ class Forwarder:
         response.headers["X-Request-Id"] = call.request_id
         await response.prepare(request)
         chunk = first
+        # The stream's last bytes: where `data: [DONE]` and the usage event are, whatever the chunking.
         tail = b""
-        usage_tail = b""
         timeouts = self._settings.timeouts
         deadline = start + timeouts.total
         try:
             while chunk:
                 await response.write(chunk)
-                tail = (tail + chunk)[-32:]
-                if b'"usage"' in chunk:
-                    usage_tail = chunk
+                tail = (tail + chunk)[-_TAIL_BYTES:]
                 async with asyncio.timeout(min(timeouts.idle, deadline - time.monotonic())):
                     chunk = await upstream.content.readany()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
@@ -291,7 +290,7 @@ class Forwarder:
             )
             return response
         backend.breaker.record_success()
-        self._metrics.usage(call.model, backend.name, _usage_from_events(usage_tail))
+        self._metrics.usage(call.model, backend.name, _usage_from_events(tail))
         await response.write_eof()
         return response
 
