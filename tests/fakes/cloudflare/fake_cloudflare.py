@@ -147,7 +147,9 @@ class FakeCloudflare:
             do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _any
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return f"http://127.0.0.1:{self.server.server_address[1]}{API_PREFIX}"
 
     def close(self) -> None:
@@ -195,7 +197,10 @@ class FakeCloudflare:
 
     @staticmethod
     def _envelope(
-        status: int, result: Any, errors: list[tuple[int, str]] | None = None, extra: dict[str, str] | None = None
+        status: int,
+        result: Any,
+        errors: list[tuple[int, str]] | None = None,
+        extra: dict[str, str] | None = None,
     ) -> tuple[int, bytes, str, dict[str, str]]:
         body = {
             "success": not errors,
@@ -291,7 +296,9 @@ class FakeCloudflare:
         kept = set(metadata.get("keep_bindings", []))
         if previous is not None:
             names = {b["name"] for b in bindings} | set(secrets)
-            bindings += [b for b in previous.metadata["bindings"] if b["type"] in kept and b["name"] not in names]
+            bindings += [
+                b for b in previous.metadata["bindings"] if b["type"] in kept and b["name"] not in names
+            ]
             if "secret_text" in kept:
                 secrets = {**previous.secrets, **secrets}
         migration_tag, classes = self._apply_migrations(metadata.get("migrations"), previous, bindings)
@@ -336,7 +343,7 @@ class FakeCloudflare:
                 raise ApiError(
                     400,
                     10079,
-                    f"migration old_tag {migrations.get('old_tag')!r} does not match the deployed tag {deployed_tag!r}",
+                    f"migration old_tag {migrations.get('old_tag')!r} is not the deployed {deployed_tag!r}",
                 )
             steps = migrations.get("steps") or [migrations]
             for step in steps:
@@ -348,14 +355,14 @@ class FakeCloudflare:
                     classes.discard(gone)
             deployed_tag = migrations.get("new_tag")
         for binding in bindings:
-            if binding["type"] == "durable_object_namespace" and "script_name" not in binding:
-                if binding["class_name"] not in classes:
-                    raise ApiError(
-                        400,
-                        10061,
-                        f"Cannot create binding for class {binding['class_name']} that is not exported "
-                        "by a migration (new_classes / new_sqlite_classes)",
-                    )
+            own_class = binding["type"] == "durable_object_namespace" and "script_name" not in binding
+            if own_class and binding["class_name"] not in classes:
+                raise ApiError(
+                    400,
+                    10061,
+                    f"Cannot create binding for class {binding['class_name']} that is not exported "
+                    "by a migration (new_classes / new_sqlite_classes)",
+                )
         return deployed_tag, classes
 
     def delete_script(self, record: Recorded, name: str) -> Any:
@@ -416,7 +423,9 @@ class FakeCloudflare:
 
     def _zone(self, zone: str) -> list[dict[str, str]]:
         if zone not in self.zones:
-            raise ApiError(404, 7003, "Could not route to /zones/..., perhaps your object identifier is invalid?")
+            raise ApiError(
+                404, 7003, "Could not route to /zones/..., perhaps your object identifier is invalid?"
+            )
         return self.routes.setdefault(zone, [])
 
     def list_routes(self, record: Recorded, zone: str) -> Any:

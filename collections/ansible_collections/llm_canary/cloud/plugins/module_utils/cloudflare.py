@@ -34,7 +34,9 @@ STATUS_HINTS = {
 def cloudflare_argument_spec():
     """Connection options shared by every cloudflare_* module."""
     return dict(
-        api_token=dict(type="str", no_log=True, required=True, fallback=(env_fallback, ["CLOUDFLARE_API_TOKEN"])),
+        api_token=dict(
+            type="str", no_log=True, required=True, fallback=(env_fallback, ["CLOUDFLARE_API_TOKEN"])
+        ),
         api_base_url=dict(
             type="str", default=DEFAULT_API_BASE_URL, fallback=(env_fallback, ["CLOUDFLARE_API_BASE_URL"])
         ),
@@ -58,7 +60,9 @@ class CloudflareApiError(Exception):
         return [error.get("code") for error in self.errors]
 
     def __str__(self):
-        detail = "; ".join(f"{e.get('message', '')} (code {e.get('code')})" for e in self.errors) or "no details"
+        detail = (
+            "; ".join(f"{e.get('message', '')} (code {e.get('code')})" for e in self.errors) or "no details"
+        )
         hint = f" - {STATUS_HINTS[self.status]}" if self.status in STATUS_HINTS else ""
         status = f"HTTP {self.status}" if self.status else "no response"
         return f"Cloudflare API {self.method} {self.path} failed with {status}{hint}: {detail}"
@@ -73,9 +77,8 @@ def encode_multipart(parts):
     chunks = []
     for name, filename, content_type, content in parts:
         disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
-        chunks.append(
-            f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {content_type}\r\n\r\n".encode()
-        )
+        head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {content_type}\r\n\r\n"
+        chunks.append(head.encode())
         chunks.append(content)
         chunks.append(b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
@@ -120,7 +123,11 @@ class CloudflareClient:
             except HTTPError as err:
                 status, payload, retry_after = err.code, err.read(), err.headers.get("Retry-After")
             except (URLError, OSError) as err:
-                status, payload, retry_after = 0, json.dumps({"errors": [{"message": str(err)}]}).encode(), None
+                status, payload, retry_after = (
+                    0,
+                    json.dumps({"errors": [{"message": str(err)}]}).encode(),
+                    None,
+                )
             if (status in RETRY_STATUSES or status == 0) and attempt < self.retries:
                 self.sleep(self._delay(attempt, retry_after))
                 attempt += 1
@@ -139,7 +146,9 @@ class CloudflareClient:
         try:
             envelope = json.loads(payload or b"{}")
         except ValueError as err:
-            raise CloudflareApiError(method, path, status, [{"message": f"answer is not JSON: {err}"}]) from err
+            raise CloudflareApiError(
+                method, path, status, [{"message": f"answer is not JSON: {err}"}]
+            ) from err
         if isinstance(envelope, dict) and envelope.get("success") is False:
             raise CloudflareApiError(method, path, status, self._errors(payload))
         return envelope.get("result") if isinstance(envelope, dict) else envelope

@@ -27,7 +27,9 @@ attributes:
     description: Reads only; reports what would change, with the same diff.
   diff_mode:
     support: full
-    description: The deployed script (source hash, settings, binding names), secrets (names), workers.dev, routes and domains, before and after.
+    description:
+      - The deployed script (source hash, settings, binding names), secrets (names), workers.dev, routes and
+        domains, before and after.
 options:
   account_id:
     description: The Cloudflare account ID.
@@ -38,12 +40,16 @@ options:
     type: str
     required: true
   state:
-    description: V(present) deploys the Worker; V(absent) deletes it with its routes in O(routes)'s zones and its custom domains.
+    description:
+      - V(present) deploys the Worker; V(absent) deletes it with its routes in O(routes)'s zones and its
+        custom domains.
     type: str
     choices: [present, absent]
     default: present
   script_path:
-    description: Path of the ES-module source on the controller. One of O(script_path) and O(script) is required for V(present).
+    description:
+      - Path of the ES-module source on the controller. One of O(script_path) and O(script) is required for
+        V(present).
     type: path
   script:
     description: The ES-module source itself.
@@ -60,16 +66,21 @@ options:
     elements: str
     default: []
   vars:
-    description: Plain-text variables (C(plain_text) bindings); values are converted to strings. Visible in the dashboard; put secrets in O(secrets).
+    description:
+      - Plain-text variables (C(plain_text) bindings); values are converted to strings. Visible in the
+        dashboard; put secrets in O(secrets).
     type: dict
     default: {}
   secrets:
-    description: Secret variables (C(secret_text) bindings). Values are never logged or shown in diffs. Secrets not listed here are left as they are.
+    description:
+      - Secret variables (C(secret_text) bindings). Values are never logged or shown in diffs. Secrets not
+        listed here are left as they are.
     type: dict
     default: {}
   update_secrets:
     description:
-      - V(on_create) sets a secret only when the Worker does not have it yet, so a second run reports no change.
+      - V(on_create) sets a secret only when the Worker does not have it yet, so a second run reports no
+        change.
       - V(always) sets every secret on every run (and so always reports a change); use it to rotate.
     type: str
     choices: [on_create, always]
@@ -100,7 +111,8 @@ options:
   durable_objects:
     description:
       - Durable Object namespaces of classes this Worker exports. A class not deployed yet is created
-        with a C(new_sqlite_classes) migration; a class no longer listed is deleted with its data (C(deleted_classes)).
+        with a C(new_sqlite_classes) migration; a class no longer listed is deleted with its data
+        (C(deleted_classes)).
     type: list
     elements: dict
     default: []
@@ -118,7 +130,9 @@ options:
     type: bool
     default: true
   routes:
-    description: Routes to this Worker. In each zone named here, routes to this Worker that are not listed are removed.
+    description:
+      - Routes to this Worker. In each zone named here, routes to this Worker that are not listed are
+        removed.
     type: list
     elements: dict
     default: []
@@ -132,7 +146,9 @@ options:
         type: str
         required: true
   custom_domains:
-    description: Custom domains served by this Worker. Custom domains of this Worker that are not listed are detached.
+    description:
+      - Custom domains served by this Worker. Custom domains of this Worker that are not listed are
+        detached.
     type: list
     elements: dict
     default: []
@@ -146,7 +162,8 @@ options:
         type: str
         required: true
 notes:
-  - Tested against a fake of the Cloudflare API whose request shapes are checked against what wrangler 4.86.0 sends.
+  - Tested against a fake of the Cloudflare API whose request shapes are checked against what wrangler
+    4.86.0 sends.
 seealso:
   - name: Multipart upload metadata
     description: The upload format this module sends.
@@ -267,7 +284,9 @@ def normalized_bindings(bindings):
     result = []
     for binding in bindings:
         if binding.get("type") in shape and not binding.get("script_name"):
-            result.append({"name": binding["name"], "type": binding["type"], **shape[binding["type"]](binding)})
+            result.append(
+                {"name": binding["name"], "type": binding["type"], **shape[binding["type"]](binding)}
+            )
     return sorted(result, key=lambda b: b["name"])
 
 
@@ -287,7 +306,9 @@ class WorkerDeployment:
         return self.client.call(method, path_of(*segments), **kwargs)
 
     def script_api(self, method, *segments, **kwargs):
-        return self.api(method, "accounts", self.account, "workers", "scripts", self.name, *segments, **kwargs)
+        return self.api(
+            method, "accounts", self.account, "workers", "scripts", self.name, *segments, **kwargs
+        )
 
     # ---- reading --------------------------------------------------------------------------
 
@@ -309,7 +330,9 @@ class WorkerDeployment:
             "compatibility_flags": sorted(settings.get("compatibility_flags") or []),
             "bindings": normalized_bindings(bindings),
             "secrets": sorted(b["name"] for b in bindings if b.get("type") == "secret_text"),
-            "migration_tag": ((service.get("default_environment") or {}).get("script") or {}).get("migration_tag"),
+            "migration_tag": ((service.get("default_environment") or {}).get("script") or {}).get(
+                "migration_tag"
+            ),
             "workers_dev": bool(subdomain.get("enabled")),
         }
 
@@ -376,7 +399,9 @@ class WorkerDeployment:
     def upload(self, source, bindings, migrations, secrets):
         # Secrets due now travel inside the upload, so a new Worker never runs without them;
         # keep_bindings keeps the ones already set.
-        secret_bindings = [{"name": n, "type": "secret_text", "text": str(self.params["secrets"][n])} for n in secrets]
+        secret_bindings = [
+            {"name": n, "type": "secret_text", "text": str(self.params["secrets"][n])} for n in secrets
+        ]
         metadata = {
             "main_module": self.main_module(),
             "bindings": bindings + secret_bindings,
@@ -412,7 +437,9 @@ class WorkerDeployment:
             "secrets": sorted(set((deployed or {}).get("secrets", [])) | set(self.params["secrets"])),
         }
         compared = ("sha256", "compatibility_date", "compatibility_flags", "bindings")
-        needs_upload = deployed is None or migrations is not None or any(deployed[k] != desired[k] for k in compared)
+        needs_upload = (
+            deployed is None or migrations is not None or any(deployed[k] != desired[k] for k in compared)
+        )
         migration_tag = migrations["new_tag"] if migrations else (deployed or {}).get("migration_tag")
         if needs_upload or secrets:
             self.changed = True
@@ -420,7 +447,9 @@ class WorkerDeployment:
         if not self.module.check_mode:
             if needs_upload:
                 result = self.upload(source, bindings, migrations, secrets)
-                migration_tag = result.get("migration_tag", migration_tag) if isinstance(result, dict) else migration_tag
+                migration_tag = (
+                    result.get("migration_tag", migration_tag) if isinstance(result, dict) else migration_tag
+                )
             else:
                 for name in secrets:
                     self.put_secret(name)
@@ -486,7 +515,9 @@ class WorkerDeployment:
         wanted = {(d["hostname"], d["zone_id"]) for d in self.params["custom_domains"]}
         current = []
         if exists:
-            current = self.api("GET", "accounts", self.account, "workers", "domains", query={"service": self.name})
+            current = self.api(
+                "GET", "accounts", self.account, "workers", "domains", query={"service": self.name}
+            )
         have = {(d["hostname"], d["zone_id"]) for d in current}
         for domain in current:
             if (domain["hostname"], domain["zone_id"]) not in wanted:
@@ -512,8 +543,12 @@ class WorkerDeployment:
         self.params["custom_domains"] = []
         before_domains = self.ensure_custom_domains(True)[0]
         # force: a Worker that binds its own Durable Objects cannot be deleted without it.
-        self.mutate("DELETE", "accounts", self.account, "workers", "scripts", self.name, query={"force": "true"})
-        before = {k: deployed[k] for k in ("sha256", "compatibility_date", "bindings", "secrets", "workers_dev")}
+        self.mutate(
+            "DELETE", "accounts", self.account, "workers", "scripts", self.name, query={"force": "true"}
+        )
+        before = {
+            k: deployed[k] for k in ("sha256", "compatibility_date", "bindings", "secrets", "workers_dev")
+        }
         before.update(routes=before_routes, custom_domains=before_domains)
         return dict(script={}, secrets_set=[], diff={"before": before, "after": {}})
 
@@ -567,7 +602,10 @@ def main():
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=[("script", "script_path")],
-        required_if=[("state", "present", ("script", "script_path"), True), ("state", "present", ("compatibility_date",))],
+        required_if=[
+            ("state", "present", ("script", "script_path"), True),
+            ("state", "present", ("compatibility_date",)),
+        ],
         supports_check_mode=True,
     )
     date = module.params["compatibility_date"]
@@ -577,11 +615,15 @@ def main():
     names += [b["name"] for key in ("rate_limits", "durable_objects") for b in module.params[key]]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        module.fail_json(msg=f"binding names must be unique across vars, secrets, rate_limits and durable_objects: {duplicates}")
+        module.fail_json(
+            msg=f"binding names must be unique (vars, secrets, rate_limits, durable_objects): {duplicates}"
+        )
 
     deployment = WorkerDeployment(module, CloudflareClient(module.params))
     try:
-        result = deployment.ensure_present() if module.params["state"] == "present" else deployment.ensure_absent()
+        result = (
+            deployment.ensure_present() if module.params["state"] == "present" else deployment.ensure_absent()
+        )
     except CloudflareApiError as err:
         module.fail_json(msg=str(err), status=err.status, error_codes=err.codes)
     module.exit_json(changed=deployment.changed, **result)

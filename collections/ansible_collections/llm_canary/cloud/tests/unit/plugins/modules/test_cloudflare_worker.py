@@ -11,7 +11,6 @@ import json
 
 import pytest
 from ansible_collections.llm_canary.cloud.plugins.modules import cloudflare_worker
-
 from ansible_collections.llm_canary.cloud.tests.unit.plugins.modules.conftest import ACCOUNT, TOKEN, ZONE
 
 SOURCE = 'export default { async fetch() { return new Response("v1"); } };\n// héllo: non-ASCII survives\n'
@@ -29,7 +28,10 @@ def worker_args(cloudflare, **overrides):
         "script": DO_SOURCE,
         "compatibility_date": "2026-04-01",
         "vars": {"UPSTREAM_URL": "https://gateway.test", "RATE_LIMIT_REQUESTS": 60},
-        "secrets": {"UPSTREAM_API_KEY": "gateway-key-secret", "JWT_SECRET": "jwt-secret-value-0123456789abcdef"},
+        "secrets": {
+            "UPSTREAM_API_KEY": "gateway-key-secret",
+            "JWT_SECRET": "jwt-secret-value-0123456789abcdef",
+        },
         "rate_limits": [{"name": "RATE_LIMITER", "namespace_id": "1001", "limit": 60, "period": 60}],
         "durable_objects": [{"name": "RATE_LIMIT_DO", "class_name": "RateLimiter"}],
     }
@@ -63,7 +65,11 @@ def test_first_deploy_uploads_the_module_byte_exact(cloudflare, deployed):
 
 def test_first_deploy_sends_bindings_of_each_type(cloudflare, deployed):
     bindings = {b["name"]: b for b in cloudflare.scripts["edge"].metadata["bindings"]}
-    assert bindings["UPSTREAM_URL"] == {"name": "UPSTREAM_URL", "type": "plain_text", "text": "https://gateway.test"}
+    assert bindings["UPSTREAM_URL"] == {
+        "name": "UPSTREAM_URL",
+        "type": "plain_text",
+        "text": "https://gateway.test",
+    }
     assert bindings["RATE_LIMIT_REQUESTS"]["text"] == "60"
     assert bindings["RATE_LIMITER"]["simple"] == {"limit": 60, "period": 60}
     assert bindings["RATE_LIMIT_DO"]["class_name"] == "RateLimiter"
@@ -117,7 +123,9 @@ def test_check_mode_on_a_new_worker_reports_a_change_and_calls_nothing_mutating(
 
 def test_check_mode_diff_names_the_changed_source(cloudflare, deployed, run_module):
     since = len(cloudflare.requests)
-    result = run_module(cloudflare_worker, worker_args(cloudflare, script=DO_SOURCE + "//x\n"), check_mode=True)
+    result = run_module(
+        cloudflare_worker, worker_args(cloudflare, script=DO_SOURCE + "//x\n"), check_mode=True
+    )
     assert result["changed"] is True
     assert result["diff"]["before"]["sha256"] != result["diff"]["after"]["sha256"]
     assert result["diff"]["before"]["bindings"] == result["diff"]["after"]["bindings"]
@@ -151,7 +159,10 @@ def test_upload_keeps_secrets_already_set(cloudflare, deployed, run_module):
 
 
 def test_added_class_migrates_from_the_deployed_tag(cloudflare, deployed, run_module):
-    objects = [{"name": "RATE_LIMIT_DO", "class_name": "RateLimiter"}, {"name": "AUDIT", "class_name": "Audit"}]
+    objects = [
+        {"name": "RATE_LIMIT_DO", "class_name": "RateLimiter"},
+        {"name": "AUDIT", "class_name": "Audit"},
+    ]
     result = run_module(cloudflare_worker, worker_args(cloudflare, durable_objects=objects))
     migrations = last_upload_metadata(cloudflare)["migrations"]
     assert migrations["old_tag"] == deployed["script"]["migration_tag"]
@@ -203,7 +214,9 @@ def test_workers_dev_off_disables_the_subdomain(cloudflare, deployed, run_module
 def test_routes_are_created_then_unchanged(cloudflare, deployed, run_module):
     routes = [{"pattern": "api.example.com/v1/*", "zone_id": ZONE}]
     assert run_module(cloudflare_worker, worker_args(cloudflare, routes=routes))["changed"] is True
-    assert [(r["pattern"], r["script"]) for r in cloudflare.routes[ZONE]] == [("api.example.com/v1/*", "edge")]
+    assert [(r["pattern"], r["script"]) for r in cloudflare.routes[ZONE]] == [
+        ("api.example.com/v1/*", "edge")
+    ]
     assert run_module(cloudflare_worker, worker_args(cloudflare, routes=routes))["changed"] is False
 
 
@@ -298,7 +311,9 @@ def test_5xx_past_the_retries_fails_naming_call_method_and_status(cloudflare, ru
     result = run_module(cloudflare_worker, worker_args(cloudflare, api_retries=2))
     assert result["failed"] is True
     assert result["status"] == 502
-    assert result["msg"].startswith(f"Cloudflare API GET /accounts/{ACCOUNT}/workers/services/edge failed with HTTP 502")
+    assert result["msg"].startswith(
+        f"Cloudflare API GET /accounts/{ACCOUNT}/workers/services/edge failed with HTTP 502"
+    )
     assert len(sleeps) == 2
 
 

@@ -26,7 +26,14 @@ from ansible_collections.llm_canary.cloud.tests.unit.plugins.modules.conftest im
 WRANGLER = REPO_ROOT / "tests" / "worker" / "node_modules" / ".bin" / "wrangler"
 WORKER_DIR = REPO_ROOT / "files"
 # Sent by wrangler only: its own bookkeeping, or features this module does not manage.
-WRANGLER_ONLY_METADATA = {"observability", "placement", "tail_consumers", "limits", "annotations", "keep_assets"}
+WRANGLER_ONLY_METADATA = {
+    "observability",
+    "placement",
+    "tail_consumers",
+    "limits",
+    "annotations",
+    "keep_assets",
+}
 # Sent by us only: keep the secrets set earlier when uploading (wrangler relies on its default).
 OURS_ONLY_METADATA = {"keep_bindings"}
 
@@ -85,10 +92,12 @@ def module_upload(wrangler_upload):
             "compatibility_date": config["compatibility_date"],
             "vars": config["vars"],
             "rate_limits": [
-                {"name": r["name"], "namespace_id": r["namespace_id"], **r["simple"]} for r in config["ratelimits"]
+                {"name": r["name"], "namespace_id": r["namespace_id"], **r["simple"]}
+                for r in config["ratelimits"]
             ],
             "durable_objects": [
-                {"name": d["name"], "class_name": d["class_name"]} for d in config["durable_objects"]["bindings"]
+                {"name": d["name"], "class_name": d["class_name"]}
+                for d in config["durable_objects"]["bindings"]
             ],
             "workers_dev": config["workers_dev"],
         }
