@@ -166,3 +166,21 @@ describe("JWT verification without an HS secret", () => {
     }
   });
 });
+
+describe("verified-token cache", () => {
+  test("a token seen before is still refused once it expires", async () => {
+    const upstream = await startUpstream();
+    const worker = await startWorker({ bindings: authBindings(upstream.url, { JWT_LEEWAY_S: "1" }) });
+    try {
+      const token = await mintHs({ claims: { exp: now() + 1 } });
+      const call = () => fetch(`${worker.url}/v1/models`, { headers: bearer(token) });
+      assert.equal((await call()).status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 3100));
+      const error = await errorBody(assert, await call(), 401);
+      assert.match(error.message, /expired/);
+    } finally {
+      await worker.mf.dispose();
+      await upstream.close();
+    }
+  });
+});
