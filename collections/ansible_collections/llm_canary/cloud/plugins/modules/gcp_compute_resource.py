@@ -19,7 +19,7 @@ description:
     the other kinds in place; differences in them are reported as RV(drift) with a warning, and
     the resource is deleted and created again only when O(recreate_on_drift=true).
   - Waits for each operation to finish and fails with the operation's error.
-author: llm-canary contributors
+author: llm-canary contributors (@llm-canary)
 extends_documentation_fragment:
   - llm_canary.cloud.gcp_auth
 attributes:

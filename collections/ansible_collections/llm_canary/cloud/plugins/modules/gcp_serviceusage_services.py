@@ -13,7 +13,7 @@ description:
   - Reads the state of every service in O(services) with one C(services:batchGet) and enables
     the disabled ones with one C(services:batchEnable), then waits for it to finish.
   - Never disables a service (other workloads in the project may use it).
-author: llm-canary contributors
+author: llm-canary contributors (@llm-canary)
 extends_documentation_fragment:
   - llm_canary.cloud.gcp_auth
 attributes:
