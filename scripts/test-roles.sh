@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make test-roles: `molecule test` (create, converge, idempotence, verify, destroy) for every
 # scenario directory under molecule/ (each one that has a molecule.yml; molecule/_shared/ holds
-# the configuration they share). Name scenarios to run only those:
+# the configuration they share), after the roles' own unit tests (roles/*/tests/).
+# Name scenarios to run only those:
 #   scripts/test-roles.sh llamacpp ai_exporter
 # KEEP=1 leaves the containers running after a failure, for `podman exec -it llm-canary-NAME bash`.
 set -euo pipefail
@@ -25,6 +26,13 @@ else
     dir="${file%/molecule.yml}"
     scenarios+=("${dir##*/}")
   done
+fi
+
+# Unit tests that roles keep beside their code (roles/*/tests/), seconds, before the containers.
+role_tests=(roles/*/tests)
+if [ -d "${role_tests[0]}" ]; then
+  log "pytest ${role_tests[*]}"
+  pytest -q -p no:cacheprovider "${role_tests[@]}"
 fi
 
 destroy=always
