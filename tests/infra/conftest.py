@@ -9,7 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,3 +122,21 @@ def deployed_cloud(deployed: Deployment, tmp_path: Path) -> Iterator[Cloud]:
     shutil.copytree(deployed.cloud.outputs_dir, cloud.outputs_dir)
     yield cloud
     cloud.stop()
+
+
+@pytest.fixture(scope="session")
+def applied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Cloud]]:
+    """`applied(**variables)`: a fresh fake after one apply with those variables, made once per
+    session and shared by the read-only tests of that variant."""
+    made: dict[str, Cloud] = {}
+
+    def get(**variables: Any) -> Cloud:
+        key = json.dumps(variables, sort_keys=True)
+        if key not in made:
+            made[key] = Cloud(tmp_path_factory.mktemp("variant"))
+            made[key].apply(**variables)
+        return made[key]
+
+    yield get
+    for cloud in made.values():
+        cloud.stop()

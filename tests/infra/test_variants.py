@@ -1,11 +1,15 @@
-"""Toggles, counts and check mode, each on a fresh fake."""
+"""Toggles, counts, check mode and project creation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import PROJECT, Cloud
+
+Applied = Callable[..., Cloud]
 
 
 def test_check_mode_makes_no_mutating_call(cloud: Cloud) -> None:
@@ -25,43 +29,20 @@ def test_check_mode_on_a_project_without_the_compute_api_stops_after_saying_so(c
     assert cloud.fake.mutating_requests() == []
 
 
-def test_without_gpu_the_ollama_vm_is_a_cpu_machine_without_accelerators(cloud: Cloud) -> None:
-    cloud.apply(ollama_enable_gpu=False)
-    vm = cloud.fake.resources("instances")["llm-canary-ollama-1"]
+# Two shared variants: a scaled-out CPU deployment, and one without Ollama or SSH.
+CPU_SCALED = {"ollama_enable_gpu": False, "ollama_vm_count": 2, "llamacpp_vm_count": 3}
+NO_OLLAMA_NO_SSH = {"enable_ollama_vm": False, "ops_allowed_cidrs": []}
+
+
+def test_without_gpu_the_ollama_vm_is_a_cpu_machine_without_accelerators(applied: Applied) -> None:
+    vm = applied(**CPU_SCALED).fake.resources("instances")["llm-canary-ollama-1"]
     assert vm["machineType"].endswith("/machineTypes/e2-standard-8")
     assert "guestAccelerators" not in vm
     assert vm["scheduling"]["onHostMaintenance"] == "MIGRATE"
 
 
-@pytest.mark.parametrize(
-    ("toggle", "kind", "other"),
-    [("enable_ollama_vm", "ollama", "llamacpp"), ("enable_llamacpp_vm", "llamacpp", "ollama")],
-)
-def test_disabling_a_vm_leaves_out_its_instance_addresses_disk_and_firewall(
-    cloud: Cloud, toggle: str, kind: str, other: str
-) -> None:
-    cloud.apply(**{toggle: False})
-    names = [n for c in ("instances", "addresses", "disks", "firewalls") for n in cloud.fake.resources(c)]
-    assert not [n for n in names if f"-{kind}" in n]
-    assert f"llm-canary-{other}-1" in cloud.fake.resources("instances")
-    outputs = cloud.outputs()
-    assert outputs[f"{kind}_vm_static_ip"] == ""
-    assert [b["kind"] for b in outputs["gateway_backends"]] == [other]
-
-
-def test_with_no_vm_enabled_no_cidrs_are_needed_and_no_vm_is_made(cloud: Cloud) -> None:
-    cloud.apply(enable_ollama_vm=False, enable_llamacpp_vm=False, fly_egress_cidrs=[], ops_allowed_cidrs=[])
-    assert cloud.fake.resources("instances") == {}
-    assert cloud.fake.resources("firewalls") == {}
-
-
-def test_empty_ops_allowed_cidrs_makes_no_ssh_rule(cloud: Cloud) -> None:
-    cloud.apply(ops_allowed_cidrs=[], enable_ollama_vm=False)
-    assert "llm-canary-allow-ssh" not in cloud.fake.resources("firewalls")
-
-
-def test_vm_counts_give_one_vm_static_ip_and_backend_each(cloud: Cloud) -> None:
-    cloud.apply(ollama_vm_count=2, llamacpp_vm_count=3, ollama_enable_gpu=False)
+def test_vm_counts_give_one_vm_static_ip_and_backend_each(applied: Applied) -> None:
+    cloud = applied(**CPU_SCALED)
     instances = cloud.fake.resources("instances")
     assert sorted(instances) == [
         "llm-canary-llamacpp-1",
@@ -77,12 +58,45 @@ def test_vm_counts_give_one_vm_static_ip_and_backend_each(cloud: Cloud) -> None:
     assert len({b["url"] for b in backends}) == 5
 
 
+@pytest.mark.parametrize(
+    ("variables", "kind", "other"),
+    [
+        pytest.param(NO_OLLAMA_NO_SSH, "ollama", "llamacpp", id="enable_ollama_vm"),
+        pytest.param({"enable_llamacpp_vm": False}, "llamacpp", "ollama", id="enable_llamacpp_vm"),
+    ],
+)
+def test_disabling_a_vm_leaves_out_its_instance_addresses_disk_and_firewall(
+    applied: Applied, variables: dict[str, Any], kind: str, other: str
+) -> None:
+    cloud = applied(**variables)
+    names = [n for c in ("instances", "addresses", "disks", "firewalls") for n in cloud.fake.resources(c)]
+    assert not [n for n in names if f"-{kind}" in n]
+    assert f"llm-canary-{other}-1" in cloud.fake.resources("instances")
+    outputs = cloud.outputs()
+    assert outputs[f"{kind}_vm_static_ip"] == ""
+    assert [b["kind"] for b in outputs["gateway_backends"]] == [other]
+
+
+def test_empty_ops_allowed_cidrs_makes_no_ssh_rule(applied: Applied) -> None:
+    assert "llm-canary-allow-ssh" not in applied(**NO_OLLAMA_NO_SSH).fake.resources("firewalls")
+
+
+def test_with_no_vm_enabled_no_cidrs_are_needed_and_no_vm_is_made(cloud: Cloud) -> None:
+    cloud.apply(enable_ollama_vm=False, enable_llamacpp_vm=False, fly_egress_cidrs=[], ops_allowed_cidrs=[])
+    assert cloud.fake.resources("instances") == {}
+    assert cloud.fake.resources("firewalls") == {}
+
+
 def test_create_project_creates_it_before_enabling_apis(tmp_path: Path) -> None:
     cloud = Cloud(tmp_path, new_project=True)
     try:
-        cloud.apply(create_project=True, infra_project_parent={"type": "organization", "id": "123456789"})
-        assert cloud.fake.platform.projects[PROJECT].parent == {"type": "organization", "id": "123456789"}
-        assert cloud.fake.mutating_requests()[0].method_id == "cloudresourcemanager.projects.create"
-        assert set(cloud.fake.resources("instances")) == {"llm-canary-ollama-1", "llm-canary-llamacpp-1"}
+        parent = {"type": "organization", "id": "123456789"}
+        cloud.apply(
+            create_project=True, infra_project_parent=parent, enable_ollama_vm=False, enable_llamacpp_vm=False
+        )
+        assert cloud.fake.platform.projects[PROJECT].parent == parent
+        calls = [r.method_id for r in cloud.fake.mutating_requests()]
+        assert calls[:2] == ["cloudresourcemanager.projects.create", "serviceusage.services.batchEnable"]
+        assert set(cloud.fake.resources("networks")) == {"llm-canary"}
     finally:
         cloud.stop()

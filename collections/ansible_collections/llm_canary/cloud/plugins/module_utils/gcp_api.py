@@ -137,13 +137,16 @@ class GcpClient:
             )
         return operation
 
-    def wait_done(self, base_url, operation, timeout=600, poll=1.0):
-        """Block until a `google.longrunning` operation (Service Usage, Resource Manager) is done."""
+    def wait_done(self, base_url, operation, timeout=600):
+        """Block until a `google.longrunning` operation (Service Usage, Resource Manager) is done,
+        polling after 0.25 s, then twice as long each time, up to 5 s."""
         deadline = time.monotonic() + timeout
+        poll = 0.25
         while not operation.get("done"):
             if time.monotonic() > deadline:
                 raise GcpApiError("WAIT", operation["name"], "-", f"operation not done after {timeout}s")
             time.sleep(poll)
+            poll = min(poll * 2, 5.0)
             operation = self.call("GET", base_url + operation["name"])
         if operation.get("error"):
             error = operation["error"]
