@@ -68,31 +68,30 @@ def llama_embed(tiny_model: Path, log_dir: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def start_gateway(log_dir: Path) -> Iterator[Callable[..., Gateway]]:
-    started: list[Gateway] = []
+def started(log_dir: Path) -> Iterator[Callable[[ServerProcess], ServerProcess]]:
+    """Start a server for this test; every one is stopped after it, the last started first."""
+    servers: list[ServerProcess] = []
 
-    def start(backends: list[dict[str, Any]], **settings: str) -> Gateway:
-        gateway = Gateway(backends, **settings)
-        started.append(gateway)
-        return gateway.start(log_dir)  # type: ignore[return-value]
+    def start(server: ServerProcess) -> ServerProcess:
+        servers.append(server)
+        return server.start(log_dir)
 
     yield start
-    for gateway in started:
-        gateway.stop()
+    for server in reversed(servers):
+        server.stop()
 
 
 @pytest.fixture
-def start_upstream(log_dir: Path) -> Iterator[Callable[[], FaultUpstream]]:
-    started: list[FaultUpstream] = []
+def start_gateway(started: Callable[[ServerProcess], ServerProcess]) -> Callable[..., Gateway]:
+    def start(backends: list[dict[str, Any]], **settings: str) -> Gateway:
+        return started(Gateway(backends, **settings))  # type: ignore[return-value]
 
-    def start() -> FaultUpstream:
-        upstream = FaultUpstream()
-        started.append(upstream)
-        return upstream.start(log_dir)  # type: ignore[return-value]
+    return start
 
-    yield start
-    for upstream in started:
-        upstream.stop()
+
+@pytest.fixture
+def start_upstream(started: Callable[[ServerProcess], ServerProcess]) -> Callable[[], FaultUpstream]:
+    return lambda: started(FaultUpstream())  # type: ignore[return-value]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import requests
-from utils import API_KEY, Gateway, backend, metric_value, wait_for
+from utils import API_KEY, Gateway, backend, metric_value, sse_events, wait_for
 
 
 def test_request_id_is_passed_through(start_gateway, upstream):
@@ -77,7 +77,8 @@ def test_unauthenticated_mode_needs_the_explicit_switch(start_gateway, upstream)
 
 def test_metrics_follow_the_contract(start_gateway, upstream):
     gateway = start_gateway([backend("fake", upstream.url, ["m"])])
-    gateway.chat(stream=True)
+    # Read to the end: a client that drops the stream early is counted as a disconnect instead.
+    assert sse_events(gateway.chat(stream=True))[-1] == "[DONE]"
     wait_for(lambda: "ai_request_latency_seconds_count{" in gateway.metrics())
     exposition = gateway.metrics()
     assert 'ai_request_latency_seconds_bucket{backend="fake",endpoint="/v1/chat/completions",le="2.0"' in (
