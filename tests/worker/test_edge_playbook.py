@@ -41,7 +41,7 @@ def cloudflare():
     fake.close()
 
 
-def play(cloudflare, extra_vars, env=None):
+def play(cloudflare, extra_vars, env=None, options=()):
     """Run playbooks/edge.yml; returns (returncode, output, recap counts for localhost)."""
     variables = {"edge_cloudflare_api_base_url": cloudflare.base_url, **extra_vars}
     environment = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
@@ -49,7 +49,7 @@ def play(cloudflare, extra_vars, env=None):
         environment.pop(name, None)
     environment.update(env or {})
     done = subprocess.run(
-        ["ansible-playbook", "-v", "playbooks/edge.yml", "-e", json.dumps(variables)],
+        ["ansible-playbook", "-v", *options, "playbooks/edge.yml", "-e", json.dumps(variables)],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -103,6 +103,23 @@ def test_deploy_then_rerun_reports_no_change(cloudflare):
     code, output, counts = play(cloudflare, VALID)
     assert code == 0, output
     assert counts["changed"] == 0, output
+
+
+def test_account_and_token_come_from_the_environment(cloudflare):
+    variables = {k: v for k, v in VALID.items() if not k.startswith("edge_cloudflare_")}
+    environment = {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN": TOKEN}
+    code, output, counts = play(cloudflare, variables, env=environment)
+    assert code == 0, output
+    assert counts["changed"] == 1
+    assert "llm-canary-edge" in cloudflare.scripts
+
+
+def test_check_mode_reports_the_change_and_deploys_nothing(cloudflare):
+    code, output, counts = play(cloudflare, VALID, options=("--check", "--diff"))
+    assert code == 0, output
+    assert counts["changed"] == 1
+    assert cloudflare.scripts == {}
+    assert [r.method for r in cloudflare.requests if r.method != "GET"] == []
 
 
 def test_secrets_never_reach_the_output(cloudflare):
