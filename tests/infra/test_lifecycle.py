@@ -46,6 +46,14 @@ def test_firewall_changes_are_applied_in_place(deployed_cloud: Cloud) -> None:
     assert sorted(rule["sourceRanges"]) == ["10.42.0.0/24", "192.0.2.0/28", "203.0.113.7/32"]
 
 
+def test_firewall_rule_disabled_by_hand_is_enabled_again(deployed_cloud: Cloud) -> None:
+    cloud = deployed_cloud
+    cloud.fake.resources("firewalls")["llm-canary-allow-ollama"]["disabled"] = True
+    cloud.apply()
+    assert cloud.fake.resources("firewalls")["llm-canary-allow-ollama"]["disabled"] is False
+    assert [r.method_id for r in cloud.fake.mutating_requests()] == ["compute.firewalls.patch"]
+
+
 def test_destroy_without_confirmation_deletes_nothing(deployed_cloud: Cloud) -> None:
     result = deployed_cloud.play("playbooks/destroy.yml", destroy_confirm="someone-else")
     assert result.rc != 0

@@ -23,6 +23,7 @@ from conftest import Cloud
         pytest.param({"ops_allowed_cidrs": ["0.0.0.0/0"]}, "ops_allowed_cidrs", id="ssh-whole-internet"),
         pytest.param({"project_id": ""}, "project_id", id="no-project"),
         pytest.param({"ollama_vm_count": "two"}, "ollama_vm_count", id="count-not-a-number"),
+        pytest.param({"enable_llamacpp_service": True}, "enable_llamacpp_service", id="service-not-built"),
     ],
 )
 def test_bad_variable_stops_before_any_api_call_naming_it(
