@@ -222,7 +222,7 @@ class RemoteJwks {
 
   /** The current keys: from memory, else the Cache API, else the JWKS host. */
   async current(ctx) {
-    if (this.keys !== null && Date.now() < this.expiresAt) return this.keys;
+    if (Date.now() < this.expiresAt) return this.keysOrUnavailable();
     return this.load(ctx, { bypassCache: false });
   }
 
@@ -235,7 +235,8 @@ class RemoteJwks {
     if (now - this.lastRefreshAt < this.cooldownMs) return this.keys ?? [];
     this.lastRefreshAt = now;
     const cache = caches.default;
-    if (await cache.match(this.cooldownKey)) return this.keys ?? (await this.current(ctx));
+    // Another isolate refreshed within the cooldown: take what it stored.
+    if (await cache.match(this.cooldownKey)) return this.load(ctx, { bypassCache: false });
     ctx.waitUntil(
       cache.put(this.cooldownKey, new Response("", { headers: { "cache-control": `max-age=${this.cooldownMs / 1000}` } })),
     );
@@ -285,12 +286,21 @@ class RemoteJwks {
     return this.keys;
   }
 
-  /** A failed fetch keeps the keys we had; with none, no token can be checked: a 503, not a 401. */
+  /**
+   * A failed fetch keeps the keys we had and is not retried for a cooldown, so a JWKS host that is
+   * down does not get a fetch per request.
+   */
   keepStale(reason) {
     console.error(reason);
+    this.expiresAt = Date.now() + this.cooldownMs;
+    return this.keysOrUnavailable();
+  }
+
+  /** With no keys at all no token can be checked: that is our failure (503), not the client's (401). */
+  keysOrUnavailable() {
     if (this.keys !== null) return this.keys;
     throw new HttpError(503, "server_error", "jwks_unavailable", "the token signing keys are unavailable; retry later", {
-      "retry-after": "5",
+      "retry-after": String(Math.max(1, Math.ceil((this.expiresAt - Date.now()) / 1000))),
     });
   }
 }

@@ -36,10 +36,15 @@ describe("JWKS from JWT_JWKS_URL", () => {
   const started = [];
 
   const jwksFetches = () => jwksHost.requests.length;
-  const bindings = () =>
-    authBindings(gateway.url, { JWT_SECRET: undefined, JWT_JWKS_URL: `${jwksHost.url}/jwks.json`, JWT_JWKS_REFRESH_COOLDOWN_S: "30" });
-  async function worker() {
-    const instance = await startWorker({ bindings: bindings(), cachePersist: persistDir });
+  const bindings = (extra) =>
+    authBindings(gateway.url, {
+      JWT_SECRET: undefined,
+      JWT_JWKS_URL: `${jwksHost.url}/jwks.json`,
+      JWT_JWKS_REFRESH_COOLDOWN_S: "30",
+      ...extra,
+    });
+  async function worker(extra = {}) {
+    const instance = await startWorker({ bindings: bindings(extra), cachePersist: persistDir });
     started.push(instance);
     return instance;
   }
@@ -106,10 +111,24 @@ describe("JWKS from JWT_JWKS_URL", () => {
     assert.equal(jwksFetches(), 2);
   });
 
+  test("a JWKS host that goes down leaves the known keys in use, fetched once per cooldown", async () => {
+    const instance = await worker({ JWT_JWKS_CACHE_TTL_S: "1" });
+    assert.equal((await call(instance, published[0])).status, 200);
+    jwksUp = false;
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    for (let i = 0; i < 5; i++) assert.equal((await call(instance, published[0])).status, 200);
+    assert.equal(jwksFetches(), 2);
+  });
+
   test("a JWKS host that is down, with no keys yet, is 503 jwks_unavailable", async () => {
     jwksUp = false;
-    const error = await errorBody(assert, await call(await worker(), published[0]), 503);
+    const instance = await worker();
+    const response = await call(instance, published[0]);
+    const error = await errorBody(assert, response, 503);
     assert.equal(error.code, "jwks_unavailable");
+    assert.ok(Number(response.headers.get("retry-after")) >= 1);
+    await errorBody(assert, await call(instance, published[0]), 503);
+    assert.equal(jwksFetches(), 1, "a host that is down is not asked again within the cooldown");
     assert.equal(gateway.requests.length, 0);
   });
 });
