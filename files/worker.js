@@ -345,7 +345,14 @@ class KeyStore {
     const matching = (keys) => keys.filter((key) => key.alg === alg && (kid === null || key.kid === null || key.kid === kid));
     let found = matching(await this.localKeys());
     if (this.remote !== null) {
-      found = found.concat(matching(await this.remote.current(ctx)));
+      let remote = [];
+      try {
+        remote = matching(await this.remote.current(ctx));
+      } catch (err) {
+        // A JWKS host that is down only matters when no local key could verify this token.
+        if (found.length === 0) throw err;
+      }
+      found = found.concat(remote);
       if (found.length === 0 && kid !== null) found = matching(await this.remote.refreshForUnknownKid(ctx));
     }
     return found;

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { exportJWK, generateKeyPair } from "jose";
-import { authBindings, bearer, errorBody, mint, startUpstream, startWorker } from "./helpers.js";
+import { HS_SECRET, authBindings, bearer, errorBody, mint, mintHs, startUpstream, startWorker } from "./helpers.js";
 
 async function signingKey(kid) {
   const pair = await generateKeyPair("RS256", { extractable: true });
@@ -118,6 +118,12 @@ describe("JWKS from JWT_JWKS_URL", () => {
     await new Promise((resolve) => setTimeout(resolve, 1100));
     for (let i = 0; i < 5; i++) assert.equal((await call(instance, published[0])).status, 200);
     assert.equal(jwksFetches(), 2);
+  });
+
+  test("a JWKS host that is down does not stop tokens a local key verifies", async () => {
+    jwksUp = false;
+    const instance = await worker({ JWT_SECRET: HS_SECRET });
+    assert.equal((await fetch(`${instance.url}/v1/models`, { headers: bearer(await mintHs()) })).status, 200);
   });
 
   test("a JWKS host that is down, with no keys yet, is 503 jwks_unavailable", async () => {
