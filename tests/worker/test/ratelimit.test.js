@@ -17,20 +17,27 @@ async function burst(url, token, count) {
   return responses;
 }
 
+/** The Worker limiting LIMIT requests per PERIOD_S in `mode`, before `upstream`. */
+function limitedWorker(mode, upstream, options = {}) {
+  return startWorker({
+    durableObjects: mode === "do",
+    rateLimit: mode === "binding" ? { limit: LIMIT, period: PERIOD_S } : null,
+    bindings: authBindings(upstream.url, {
+      RATE_LIMIT_MODE: mode,
+      RATE_LIMIT_REQUESTS: String(LIMIT),
+      RATE_LIMIT_PERIOD_S: String(PERIOD_S),
+    }),
+    ...options,
+  });
+}
+
 describe("Durable Object limiter (RATE_LIMIT_MODE=do)", () => {
   let upstream;
   let worker;
 
   before(async () => {
     upstream = await startUpstream();
-    worker = await startWorker({
-      durableObjects: true,
-      bindings: authBindings(upstream.url, {
-        RATE_LIMIT_MODE: "do",
-        RATE_LIMIT_REQUESTS: String(LIMIT),
-        RATE_LIMIT_PERIOD_S: String(PERIOD_S),
-      }),
-    });
+    worker = await limitedWorker("do", upstream);
   });
   after(async () => {
     await worker?.mf.dispose();
@@ -71,17 +78,12 @@ describe("Durable Object limiter across a restart", () => {
   test("a restarted limiter forgets at most half a period's allowance", async () => {
     const persist = await mkdtemp(path.join(tmpdir(), "worker-do-"));
     const upstream = await startUpstream();
-    const bindings = authBindings(upstream.url, {
-      RATE_LIMIT_MODE: "do",
-      RATE_LIMIT_REQUESTS: String(LIMIT),
-      RATE_LIMIT_PERIOD_S: String(PERIOD_S),
-    });
     const token = await mintHs({ claims: { sub: "restarted" } });
     try {
-      const first = await startWorker({ durableObjects: true, durableObjectsPersist: persist, bindings });
+      const first = await limitedWorker("do", upstream, { durableObjectsPersist: persist });
       await burst(first.url, token, LIMIT);
       await first.mf.dispose();
-      const second = await startWorker({ durableObjects: true, durableObjectsPersist: persist, bindings });
+      const second = await limitedWorker("do", upstream, { durableObjectsPersist: persist });
       try {
         const passed = (await burst(second.url, token, LIMIT)).filter((r) => r.status === 200).length;
         assert.ok(passed <= Math.ceil(LIMIT / 2), `${passed} of ${LIMIT} passed after the restart`);
@@ -101,24 +103,19 @@ describe("Rate Limiting binding (RATE_LIMIT_MODE=binding)", () => {
 
   before(async () => {
     upstream = await startUpstream();
-    worker = await startWorker({
-      rateLimit: { limit: LIMIT, period: PERIOD_S },
-      bindings: authBindings(upstream.url, {
-        RATE_LIMIT_MODE: "binding",
-        RATE_LIMIT_REQUESTS: String(LIMIT),
-        RATE_LIMIT_PERIOD_S: String(PERIOD_S),
-      }),
-    });
+    worker = await limitedWorker("binding", upstream);
   });
   after(async () => {
     await worker?.mf.dispose();
     await upstream?.close();
   });
 
-  // Miniflare counts in fixed wall-clock windows, so a burst that straddles a minute boundary
-  // could pass 2N; the window is long (60 s) and the burst short, and the (N+1)th is what we check.
   test("the binding's limit turns the (N+1)th request into a 429 with headers", async () => {
     const token = await mintHs({ claims: { sub: "binding-burst" } });
+    // Miniflare counts in fixed wall-clock windows: start well inside one, so the burst cannot
+    // straddle two and pass 2N.
+    const untilNextWindow = PERIOD_S * 1000 - (Date.now() % (PERIOD_S * 1000));
+    if (untilNextWindow < 2000) await new Promise((resolve) => setTimeout(resolve, untilNextWindow + 50));
     const statuses = [];
     let last;
     for (let i = 0; i <= LIMIT; i++) {
