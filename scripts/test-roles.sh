@@ -16,7 +16,10 @@ export LLM_CANARY_TEST_IMAGE LLM_CANARY_CACHE="$CACHE_DIR"
 set -a
 source scripts/pins.sh
 set +a
-mkdir -p "$CACHE_DIR/ccache" "$CACHE_DIR/apt-archives/partial"
+mkdir -p "$CACHE_DIR/ccache" "$CACHE_DIR/apt-archives/partial" "$CACHE_DIR/apt-lists/partial"
+# Until it holds package lists, the shared list directory must look stale: apt's
+# cache_valid_time would otherwise skip the update and find no packages.
+compgen -G "$CACHE_DIR/apt-lists/*Packages*" >/dev/null || touch -d @0 "$CACHE_DIR/apt-lists"
 
 if [ $# -gt 0 ]; then
   scenarios=("$@")
