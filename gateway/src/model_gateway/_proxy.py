@@ -240,6 +240,8 @@ class Forwarder:
                 result = (upstream, first)
                 upstream = None  # the caller owns it now
                 return result
+        except aiohttp.ConnectionTimeoutError:
+            return Failure("connect", f"connect timed out after {timeouts.connect:g}s")
         except TimeoutError:
             return Failure("timeout", "timed out waiting for the first byte")
         except aiohttp.ClientConnectorError as exc:
