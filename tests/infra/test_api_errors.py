@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import Cloud
 
 INSTANCES = r"/zones/us-central1-a/instances$"
@@ -11,18 +12,37 @@ def said(output: str) -> str:
     return " ".join(output.split())
 
 
-def test_quota_exceeded_on_insert_ends_with_the_quota_message(cloud: Cloud) -> None:
-    cloud.fake.inject(
-        "POST",
-        INSTANCES,
-        403,
-        "quotaExceeded",
-        "Quota 'NVIDIA_T4_GPUS' exceeded. Limit: 0.0 in region us-central1.",
-    )
+@pytest.mark.parametrize(
+    ("method", "path", "code", "reason", "message", "names"),
+    [
+        pytest.param(
+            "POST",
+            INSTANCES,
+            403,
+            "quotaExceeded",
+            "Quota 'NVIDIA_T4_GPUS' exceeded. Limit: 0.0 in region us-central1.",
+            "instances llm-canary-ollama-1: POST",
+            id="403-quota-exceeded",
+        ),
+        pytest.param(
+            "POST",
+            r"/global/networks$",
+            409,
+            "alreadyExists",
+            "The resource 'projects/canary-test/global/networks/llm-canary' already exists",
+            "networks llm-canary: POST",
+            id="409-already-exists",
+        ),
+    ],
+)
+def test_refused_insert_ends_with_resource_call_status_and_googles_message(
+    cloud: Cloud, method: str, path: str, code: int, reason: str, message: str, names: str
+) -> None:
+    cloud.fake.inject(method, path, code, reason, message)
     result = cloud.play("playbooks/infra.yml")
     assert result.rc != 0
-    assert "instances llm-canary-ollama-1: POST" in said(result.output)
-    assert "HTTP 403 (quotaExceeded): Quota 'NVIDIA_T4_GPUS' exceeded." in said(result.output)
+    assert names in said(result.output)
+    assert f"HTTP {code} ({reason}): {message}" in said(result.output)
 
 
 def test_quota_error_in_the_operation_ends_with_its_message(cloud: Cloud) -> None:
@@ -32,20 +52,6 @@ def test_quota_error_in_the_operation_ends_with_its_message(cloud: Cloud) -> Non
     result = cloud.play("playbooks/infra.yml")
     assert result.rc != 0
     assert "QUOTA_EXCEEDED: Quota 'GPUS_ALL_REGIONS' exceeded. Limit: 0.0 globally." in said(result.output)
-
-
-def test_conflict_on_insert_ends_with_already_exists(cloud: Cloud) -> None:
-    cloud.fake.inject(
-        "POST",
-        r"/global/networks$",
-        409,
-        "alreadyExists",
-        "The resource 'projects/canary-test/global/networks/llm-canary' already exists",
-    )
-    result = cloud.play("playbooks/infra.yml")
-    assert result.rc != 0
-    assert "networks llm-canary: POST" in said(result.output)
-    assert "HTTP 409 (alreadyExists)" in said(result.output)
 
 
 def test_unavailable_once_is_retried_and_the_run_succeeds(cloud: Cloud) -> None:

@@ -28,6 +28,14 @@ class Client:
         return response.status_code, response.json()
 
 
+def with_subnet(client: Client) -> Client:
+    """Network `n` with subnet `s` (10.0.0.0/24, us-central1)."""
+    client.call("POST", f"{COMPUTE}/global/networks", {"name": "n", "autoCreateSubnetworks": False})
+    subnet = {"name": "s", "network": "global/networks/n", "ipCidrRange": "10.0.0.0/24"}
+    client.call("POST", f"{COMPUTE}/regions/us-central1/subnetworks", subnet)
+    return client
+
+
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[tuple[FakeGcp, Client]]:
     fake = FakeGcp()
@@ -113,13 +121,7 @@ def test_compute_calls_need_the_api_enabled(tmp_path: Path) -> None:
 
 
 def test_gpu_without_terminate_on_maintenance_is_refused(fake: tuple[FakeGcp, Client]) -> None:
-    client = fake[1]
-    client.call("POST", f"{COMPUTE}/global/networks", {"name": "n", "autoCreateSubnetworks": False})
-    client.call(
-        "POST",
-        f"{COMPUTE}/regions/us-central1/subnetworks",
-        {"name": "s", "network": "global/networks/n", "ipCidrRange": "10.0.0.0/24"},
-    )
+    client = with_subnet(fake[1])
     vm = {
         "name": "vm",
         "machineType": "zones/us-central1-a/machineTypes/n1-standard-8",
@@ -140,13 +142,7 @@ def test_gpu_without_terminate_on_maintenance_is_refused(fake: tuple[FakeGcp, Cl
 
 
 def test_network_with_a_subnet_cannot_be_deleted(fake: tuple[FakeGcp, Client]) -> None:
-    client = fake[1]
-    client.call("POST", f"{COMPUTE}/global/networks", {"name": "n", "autoCreateSubnetworks": False})
-    client.call(
-        "POST",
-        f"{COMPUTE}/regions/us-central1/subnetworks",
-        {"name": "s", "network": "global/networks/n", "ipCidrRange": "10.0.0.0/24"},
-    )
+    client = with_subnet(fake[1])
     status, body = client.call("DELETE", f"{COMPUTE}/global/networks/n")
     assert status == 400
     assert body["error"]["errors"][0]["reason"] == "resourceInUseByAnotherResource"
