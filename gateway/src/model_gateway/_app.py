@@ -131,7 +131,6 @@ class Gateway:
         self._keys = [k.encode() for k in settings.api_keys]
         self.access_log = _logging.AccessLog()
         self.route_methods: dict[str, str] = {}  # path -> its method, for 405 answers
-        self._session: aiohttp.ClientSession | None = None
         self._forwarder: Forwarder | None = None
         self._models_body = json.dumps(
             {
@@ -145,19 +144,7 @@ class Gateway:
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def _lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        t = self.settings.timeouts
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=0, keepalive_timeout=30, enable_cleanup_closed=True
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect),
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("Accept-Encoding",),
-            headers={"User-Agent": "model-gateway"},
-        )
-        self._forwarder = Forwarder(self.settings, self.router, self._session, self.metrics)
+        self._forwarder = Forwarder(self.settings, self.router, self.metrics)
         tasks = [asyncio.create_task(self.access_log.run())]
         if self.settings.probe_interval > 0:
             tasks.append(asyncio.create_task(self._probe_loop()))
@@ -169,7 +156,8 @@ class Gateway:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             self.access_log.flush()
-            await self._session.close()
+            for pool in self._forwarder.pools.values():
+                pool.close()
 
     async def _probe_loop(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.timeouts.connect + 5)

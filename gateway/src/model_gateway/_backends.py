@@ -12,8 +12,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from yarl import URL
-
 from ._config import BackendConfig
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
@@ -88,11 +86,6 @@ class Backend:
     last_probe_ok: bool | None = None
     last_error: str | None = None
     reports: dict[str, ModelReport] = field(default_factory=dict)
-    # Parsed once: building a URL from a string on every request is a measurable cost.
-    urls: dict[str, URL] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.urls = {endpoint: URL(self.config.url + endpoint) for endpoint in ENDPOINTS}
 
     @property
     def name(self) -> str:

@@ -137,8 +137,8 @@ def _backend(index: int, raw: Any) -> BackendConfig:
     if not isinstance(models, list) or not models:
         raise ConfigError(f"{key}.models={models!r}: expected a non-empty list of model names")
     api_key = raw.get("api_key")
-    if api_key is not None and (not isinstance(api_key, str) or not api_key):
-        raise ConfigError(f"{key}.api_key: expected a non-empty string")
+    if api_key is not None and (not isinstance(api_key, str) or not api_key or not api_key.isprintable()):
+        raise ConfigError(f"{key}.api_key: expected a non-empty string of printable characters")
     return BackendConfig(
         name=name,
         url=url,

@@ -26,11 +26,13 @@ from ._config import Settings
 from ._errors import GatewayError, RateLimited, UpstreamFailed
 from ._metrics import Metrics
 from ._router import Router
+from ._upstream import ConnectFailed, Pool, Response, UpstreamError
 
 log = logging.getLogger("model_gateway.proxy")
 
 _DONE = b"data: [DONE]"
 _TAIL_BYTES = 4096
+_USER_AGENT = "User-Agent: model-gateway\r\n"
 # Upstream 4xx answers that are the client's fault: passed through, no failover, no cooldown.
 _PASS_THROUGH_STATUSES = frozenset(range(400, 500)) - {408, 429}
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -95,13 +97,11 @@ def _usage_from_events(tail: bytes) -> object:
 class Forwarder:
     """Sends validated calls to the backends, in the router's order, and streams the answer back."""
 
-    def __init__(
-        self, settings: Settings, router: Router, session: aiohttp.ClientSession, metrics: Metrics
-    ) -> None:
+    def __init__(self, settings: Settings, router: Router, metrics: Metrics) -> None:
         self._settings = settings
         self._router = router
-        self._session = session
         self._metrics = metrics
+        self.pools = {b.name: Pool(b.url, settings.timeouts.connect) for b in settings.backends}
 
     async def forward(self, request: web.Request, call: Call, outcome: Outcome) -> web.StreamResponse:
         failure: Failure | None = None
@@ -162,7 +162,7 @@ class Forwarder:
         self, request: web.Request, call: Call, backend: Backend
     ) -> web.StreamResponse | Failure:
         backend.in_flight += 1
-        upstream: aiohttp.ClientResponse | None = None
+        upstream: Response | None = None
         verdict_given = False
         try:
             start = time.monotonic()
@@ -189,30 +189,28 @@ class Forwarder:
 
     async def _until_first_byte(
         self, call: Call, backend: Backend
-    ) -> web.Response | Failure | tuple[aiohttp.ClientResponse, bytes]:
+    ) -> web.Response | Failure | tuple[Response, bytes]:
         """Send the request; return a whole answer, a failure, or a stream and its first bytes."""
-        config = backend.config
-        headers = {"Content-Type": "application/json", "X-Request-Id": call.request_id}
-        if config.api_key:
-            headers["Authorization"] = f"Bearer {config.api_key}"
+        headers = f"Content-Type: application/json\r\nX-Request-Id: {call.request_id}\r\n{_USER_AGENT}"
+        if backend.config.api_key:
+            headers += f"Authorization: Bearer {backend.config.api_key}\r\n"
         timeouts = self._settings.timeouts
-        upstream: aiohttp.ClientResponse | None = None
+        upstream: Response | None = None
         try:
             async with asyncio.timeout(min(timeouts.first_byte, timeouts.total)):
-                upstream = await self._session.post(
-                    config.url + call.endpoint, data=call.body, headers=headers
-                )
+                upstream = await self.pools[backend.name].post(call.endpoint, headers, call.body)
                 status = upstream.status
+                content_type = upstream.headers.get("content-type", "application/json")
                 if status >= 500 or status == 408:
                     return Failure("upstream_5xx", f"upstream answered {status}")
                 if status == 429:
-                    wait = _retry_after_seconds(upstream.headers.get("Retry-After"))
+                    wait = _retry_after_seconds(upstream.headers.get("retry-after"))
                     backend.wait_until = time.monotonic() + wait
                     passed = web.Response(
                         status=429,
                         body=await upstream.read(),
                         headers={
-                            "Content-Type": upstream.headers.get("Content-Type", "application/json"),
+                            "Content-Type": content_type,
                             "Retry-After": str(max(1, math.ceil(wait))),
                             "X-Gateway-Backend": backend.name,
                         },
@@ -220,33 +218,24 @@ class Forwarder:
                     return Failure(
                         "upstream_429", f"upstream answered 429 (Retry-After {wait:g}s)", wait, passed
                     )
-                is_sse = upstream.headers.get("Content-Type", "").startswith("text/event-stream")
-                if not (call.stream and is_sse and status == 200):
+                if not (call.stream and status == 200 and content_type.startswith("text/event-stream")):
                     body = await upstream.read()
                     if status == 200 and b'"usage"' in body:
                         with contextlib.suppress(ValueError, AttributeError):
                             self._metrics.usage(call.model, backend.name, json.loads(body).get("usage"))
-                    return web.Response(
-                        status=status,
-                        body=body,
-                        headers={
-                            "Content-Type": upstream.headers.get("Content-Type", "application/json"),
-                            "X-Gateway-Backend": backend.name,
-                        },
-                    )
-                first = await upstream.content.readany()
+                    headers_out = {"Content-Type": content_type, "X-Gateway-Backend": backend.name}
+                    return web.Response(status=status, body=body, headers=headers_out)
+                first = await upstream.readany()
                 if not first:
                     return Failure("stream_cut", "upstream stream closed before any data")
                 result = (upstream, first)
                 upstream = None  # the caller owns it now
                 return result
-        except aiohttp.ConnectionTimeoutError:
-            return Failure("connect", f"connect timed out after {timeouts.connect:g}s")
+        except ConnectFailed as exc:
+            return Failure("connect", str(exc))
         except TimeoutError:
             return Failure("timeout", "timed out waiting for the first byte")
-        except aiohttp.ClientConnectorError as exc:
-            return Failure("connect", f"connect: {exc.os_error.strerror or exc}")
-        except (aiohttp.ClientError, OSError) as exc:
+        except UpstreamError as exc:
             return Failure("upstream_5xx", f"{exc.__class__.__name__}: {exc}")
         finally:
             if upstream is not None:
@@ -257,7 +246,7 @@ class Forwarder:
         request: web.Request,
         call: Call,
         backend: Backend,
-        upstream: aiohttp.ClientResponse,
+        upstream: Response,
         first: bytes,
         start: float,
     ) -> web.StreamResponse:
@@ -275,12 +264,12 @@ class Forwarder:
                 await response.write(chunk)
                 tail = (tail + chunk)[-_TAIL_BYTES:]
                 async with asyncio.timeout(min(timeouts.idle, deadline - time.monotonic())):
-                    chunk = await upstream.content.readany()
+                    chunk = await upstream.readany()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             # The client went away: drop the upstream request; not the backend's fault.
             self._metrics.error(call.model, backend.name, call.endpoint, "client_disconnect")
             return response
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (UpstreamError, TimeoutError) as exc:
             reason = "idle or total timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
             await self._end_with_error(
                 call, backend, response, f"upstream stream broke: {reason}", "upstream_stream_cut"
