@@ -10,6 +10,7 @@ request. Tests steer it over HTTP:
 Modes: ok, status (any status, optional Retry-After), stall (no answer for `seconds`),
 slow_first_byte (headers now, first chunk after `seconds`), cut_after (stream `chunks`, then drop
 the connection), no_done (stream `chunks`, end cleanly without [DONE]), flap (fail, ok, fail, ...).
+With `close_idle_after` (seconds) it closes each connection that long after answering.
 Usage: python fault_upstream.py PORT
 """
 
@@ -122,6 +123,9 @@ class FaultUpstream:
                     "usage": {"prompt_tokens": 2, "total_tokens": 2},
                 }
             )
+        if "close_idle_after" in self.control and request.transport is not None:
+            # Like a server with a short keep-alive timeout: the idle connection is closed under the client.
+            asyncio.get_running_loop().call_later(self.control["close_idle_after"], request.transport.close)
         if not payload.get("stream"):
             return web.json_response(_completion(model, "hello from fake"))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})

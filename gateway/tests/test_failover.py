@@ -257,6 +257,17 @@ def test_client_disconnect_cancels_the_upstream_request_and_is_no_backend_failur
     assert gateway.chat().status_code == 200
 
 
+def test_backend_closing_idle_keep_alive_connections_is_no_failure(start_gateway, upstream):
+    upstream.set("ok", close_idle_after=0.1)
+    gateway = start_gateway([backend("only", upstream.url, ["m"])], GATEWAY_BREAKER_FAILURES="1")
+    for _ in range(3):
+        assert gateway.chat().status_code == 200
+        time.sleep(0.3)  # the backend closes the idle connection meanwhile
+    assert len(upstream.received()) == 3
+    assert metric_value(gateway.metrics(), "ai_failovers_total", backend="only") == 0
+    assert gateway.health()["backends"][0]["breaker"] == "closed"
+
+
 def test_bounded_attempts_stop_after_max_attempts(start_gateway, upstream, upstream2, start_upstream):
     third = start_upstream()
     for fake in (upstream, upstream2, third):
