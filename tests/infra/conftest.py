@@ -24,6 +24,12 @@ from tests.fakes.gcp import FakeGcp, RunningFake  # noqa: E402 (needs the path a
 PROJECT = "canary-test"
 FLY = "203.0.113.7/32"
 OPS = "198.51.100.4/32"
+# Someone else's binding on the same role the VMs get: the play must leave it exactly as it is.
+CONDITIONAL_BINDING = {
+    "role": "roles/logging.logWriter",
+    "members": ["user:auditor@example.com"],
+    "condition": {"title": "until-2027", "expression": 'request.time < timestamp("2027-01-01T00:00:00Z")'},
+}
 _RECAP = re.compile(r"localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)")
 
 
@@ -45,7 +51,8 @@ class Cloud:
         if snapshot is None:
             self.fake = FakeGcp()
             if not new_project:
-                self.fake.platform.add_project(PROJECT)
+                project = self.fake.platform.add_project(PROJECT)
+                project.policy["bindings"].append(dict(CONDITIONAL_BINDING))
         else:
             self.fake = FakeGcp(
                 compute_state=copy.deepcopy(snapshot.compute_state), platform=copy.deepcopy(snapshot.platform)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import FLY, OPS, PROJECT, Deployment
+from conftest import CONDITIONAL_BINDING, FLY, OPS, PROJECT, Deployment
+
+from tests.fakes.gcp._platform import OWNER
 
 COMPUTE = "https://compute.googleapis.com/compute/v1/projects/canary-test/"
 
@@ -47,6 +49,17 @@ def test_apis_are_enabled_before_any_compute_call(deployed: Deployment) -> None:
 def test_vm_service_account_is_dedicated(deployed: Deployment) -> None:
     accounts = deployed.cloud.fake.platform.projects[PROJECT].service_accounts
     assert list(accounts) == [f"llm-canary-vm@{PROJECT}.iam.gserviceaccount.com"]
+
+
+def test_vm_service_account_gets_log_and_metric_roles_only(deployed: Deployment) -> None:
+    policy = deployed.cloud.fake.platform.projects[PROJECT].policy
+    member = f"serviceAccount:llm-canary-vm@{PROJECT}.iam.gserviceaccount.com"
+    assert sorted(b["role"] for b in policy["bindings"] if member in b["members"]) == [
+        "roles/logging.logWriter",
+        "roles/monitoring.metricWriter",
+    ]
+    assert CONDITIONAL_BINDING in policy["bindings"]
+    assert OWNER in policy["bindings"]
 
 
 def test_ollama_vm_has_gpu_terminate_scheduling_data_disk_and_least_privilege_identity(

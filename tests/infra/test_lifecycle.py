@@ -67,3 +67,5 @@ def test_destroy_leaves_nothing_behind(deployed_cloud: Cloud) -> None:
     assert result.rc == 0, result.output[-3000:]
     assert cloud.fake.compute_state.resources == {}
     assert cloud.fake.platform.projects[PROJECT].service_accounts == {}
+    policy = cloud.fake.platform.projects[PROJECT].policy
+    assert not [b for b in policy["bindings"] if any("llm-canary-vm@" in m for m in b["members"])]

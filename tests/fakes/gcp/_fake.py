@@ -16,6 +16,7 @@ from ._errors import ApiError, service_disabled
 from ._platform import Iam, PlatformState, ResourceManager, ServiceUsage
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READ_ONLY_POSTS = ("Operations.wait", ".getIamPolicy")
 
 
 class Service(Protocol):
@@ -36,8 +37,8 @@ class LoggedRequest:
 
     @property
     def mutating(self) -> bool:
-        # Operation polls are POSTs (`operations.wait`) but change nothing.
-        return self.method in MUTATING and not self.method_id.endswith("Operations.wait")
+        # Some reads are POSTs: operation polls (`operations.wait`) and `getIamPolicy`.
+        return self.method in MUTATING and not self.method_id.endswith(READ_ONLY_POSTS)
 
 
 @dataclass

@@ -10,6 +10,8 @@ from typing import Any
 
 from ._errors import ApiError, already_exists, invalid, not_found, service_disabled
 
+OWNER = {"role": "roles/owner", "members": ["user:owner@example.com"]}
+
 
 @dataclass
 class Project:
@@ -18,6 +20,9 @@ class Project:
     parent: dict[str, str] | None = None
     services: set[str] = field(default_factory=set)
     service_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Project IAM policy, as last written; `writes` makes the etag change with every write.
+    policy: dict[str, Any] = field(default_factory=lambda: {"version": 1, "bindings": [dict(OWNER)]})
+    writes: int = 0
 
 
 @dataclass
@@ -144,6 +149,21 @@ class ResourceManager:
             return self.state.long_running(
                 f"operations/cp.{project.number}", self._project(project, body.get("name"))
             )
+        if method_id == "cloudresourcemanager.projects.getIamPolicy":
+            return self._policy(self._existing(params["resource"]))
+        if method_id == "cloudresourcemanager.projects.setIamPolicy":
+            project = self._existing(params["resource"])
+            policy = body.get("policy", {})
+            if policy.get("etag") != self._policy(project)["etag"]:
+                raise ApiError(
+                    409,
+                    "There were concurrent policy changes. Please retry the whole read-modify-write "
+                    "with exponential backoff.",
+                    "aborted",
+                )
+            project.policy = {k: copy.deepcopy(v) for k, v in policy.items() if k != "etag"}
+            project.writes += 1
+            return self._policy(project)
         if method_id == "cloudresourcemanager.projects.get":
             project = self.state.projects.get(params["projectId"])
             if project is None:
@@ -152,6 +172,16 @@ class ResourceManager:
                 )
             return self._project(project)
         raise ApiError(501, f"the fake does not implement {method_id}", "notImplemented")
+
+    def _existing(self, project_id: str) -> Project:
+        project = self.state.projects.get(project_id)
+        if project is None:
+            raise ApiError(403, f"The caller does not have permission (project {project_id})", "forbidden")
+        return project
+
+    @staticmethod
+    def _policy(project: Project) -> dict[str, Any]:
+        return {**copy.deepcopy(project.policy), "etag": f"BwY{project.writes:05d}="}
 
     @staticmethod
     def _project(project: Project, name: str | None = None) -> dict[str, Any]:
