@@ -28,13 +28,13 @@ def branch(host: Any) -> str:
 
 
 @pytest.fixture
-def gpu(host: Any) -> None:
+def gpu(host: Any, ollama_host: None) -> None:
     if not host.file("/dev/nvidiactl").exists:
         pytest.skip("no NVIDIA GPU on this host")
 
 
 @pytest.fixture
-def cuda_repository(host: Any) -> None:
+def cuda_repository(host: Any, ollama_host: None) -> None:
     if not host.file(SOURCES).exists:
         pytest.skip("driver from the distribution's packages, not NVIDIA's CUDA repository")
 
