@@ -23,6 +23,14 @@ def api_key(host: Any) -> str | None:
 
 
 @pytest.fixture
+def required_api_key(api_key: str | None) -> str:
+    """The configured key; tests that need one skip on a service without it."""
+    if api_key is None:
+        pytest.skip("the service runs without an API key")
+    return api_key
+
+
+@pytest.fixture
 def base_url(private_address: str, setting) -> str:
     return f"http://{private_address}:{setting('llamacpp_port')}"
 
@@ -77,18 +85,15 @@ def test_model_is_readable_by_the_service_group_only(host: Any) -> None:
     assert (model_file.user, model_file.group, model_file.mode) == ("root", "llamacpp", 0o640)
 
 
-def test_api_key_file_is_readable_by_the_service_group_only(host: Any, api_key: str | None) -> None:
-    if api_key is None:
-        pytest.skip("the service runs without an API key")
+@pytest.mark.usefixtures("required_api_key")
+def test_api_key_file_is_readable_by_the_service_group_only(host: Any) -> None:
     with host.sudo():
         key_file = host.file(API_KEY_FILE)
         assert (key_file.user, key_file.group, key_file.mode) == ("root", "llamacpp", 0o640)
 
 
-def test_api_key_is_not_on_the_command_line(host: Any, api_key: str | None) -> None:
-    if api_key is None:
-        pytest.skip("the service runs without an API key")
-    assert api_key not in host.check_output("ps -o args= -C llama-server")
+def test_api_key_is_not_on_the_command_line(host: Any, required_api_key: str) -> None:
+    assert required_api_key not in host.check_output("ps -o args= -C llama-server")
 
 
 def test_health_answers_ok(http, base_url: str) -> None:
@@ -118,9 +123,8 @@ def test_chat_completion_returns_generated_text(http, base_url: str, auth: dict[
     assert reply["usage"]["completion_tokens"] > 0
 
 
-def test_request_without_the_key_is_refused(http, base_url: str, api_key: str | None) -> None:
-    if api_key is None:
-        pytest.skip("the service runs without an API key")
+@pytest.mark.usefixtures("required_api_key")
+def test_request_without_the_key_is_refused(http, base_url: str) -> None:
     response = http.get(f"{base_url}/v1/models")
     assert response.status == 401
 
