@@ -255,18 +255,16 @@ class Gateway:
             self.metrics.observe_request(model, outcome.backend, endpoint, outcome.status, elapsed)
             if self.settings.access_log:
                 self.access_log.write(
-                    {
-                        "request_id": request_id,
-                        "trace": request.get("trace"),
-                        "endpoint": endpoint,
-                        "model": model,
-                        "backend": outcome.backend,
-                        "status": outcome.status,
-                        "stream": stream,
-                        "attempts": outcome.attempts,
-                        "latency_ms": round(elapsed * 1000, 2),
-                        "error": outcome.error,
-                    }
+                    request_id=request_id,
+                    endpoint=endpoint,
+                    model=model,
+                    backend=outcome.backend,
+                    status=outcome.status,
+                    stream=stream,
+                    attempts=outcome.attempts,
+                    latency_ms=round(elapsed * 1000, 2),
+                    trace=request.get("trace"),
+                    error=outcome.error,
                 )
 
     async def models(self, request: web.Request) -> web.Response:

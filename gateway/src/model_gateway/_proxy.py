@@ -11,7 +11,6 @@ An attempt ends in one of three ways:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -81,6 +80,28 @@ def _retry_after_seconds(value: str | None) -> float:
 def _error_event(message: str, code: str) -> bytes:
     error = {"message": message, "type": "server_error", "param": None, "code": code}
     return b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+
+
+_USAGE_KEY = b'"usage"'
+_JSON = json.JSONDecoder()
+
+
+def _usage_from_body(body: bytes) -> object:
+    """The `usage` object of a whole JSON answer, parsed alone rather than with the whole answer.
+
+    Unescaped, `"usage"` followed by a colon can only be an object key; OpenAI-compatible servers
+    put the top-level one after `choices`, so the last one is taken.
+    """
+    at = body.rfind(_USAGE_KEY)
+    if at < 0:
+        return None
+    rest = body[at + len(_USAGE_KEY) :].decode("utf-8", "replace").lstrip()
+    if not rest.startswith(":"):
+        return None
+    try:
+        return _JSON.raw_decode(rest[1:].lstrip())[0]
+    except ValueError:
+        return None
 
 
 def _usage_from_events(tail: bytes) -> object:
@@ -220,9 +241,8 @@ class Forwarder:
                     )
                 if not (call.stream and status == 200 and content_type.startswith("text/event-stream")):
                     body = await upstream.read()
-                    if status == 200 and b'"usage"' in body:
-                        with contextlib.suppress(ValueError, AttributeError):
-                            self._metrics.usage(call.model, backend.name, json.loads(body).get("usage"))
+                    if status == 200:
+                        self._metrics.usage(call.model, backend.name, _usage_from_body(body))
                     headers_out = {"Content-Type": content_type, "X-Gateway-Backend": backend.name}
                     return web.Response(status=status, body=body, headers=headers_out)
                 first = await upstream.readany()
