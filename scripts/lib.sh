@@ -48,6 +48,27 @@ fetch() {
   [ "$cached" -ef "$dest" ] || cp -f "$cached" "$dest"
 }
 
+# venv_install_args: pip arguments that install the project's Python dependencies (every
+# requirements/*.txt but the lock, and the gateway package), shared by setup and `make lock`.
+venv_install_args() {
+  local req
+  for req in "$ROOT"/requirements/*.txt; do
+    [ "${req##*/}" = constraints.txt ] || printf '%s\n' -r "$req"
+  done
+  [ -f "$ROOT/gateway/pyproject.toml" ] && printf '%s\n' -e "$ROOT/gateway"
+  return 0
+}
+
+# debootstrap_rootfs DIR PACKAGES: a minimal Debian 12 root file system in DIR with the
+# comma-separated PACKAGES (mirror: $LLM_CANARY_DEBIAN_MIRROR). Shared by the test images.
+DEBIAN_MIRROR="${LLM_CANARY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+debootstrap_rootfs() {
+  local dir="$1" packages="$2"
+  debootstrap --variant=minbase --include="$packages" bookworm "$dir" "$DEBIAN_MIRROR" >"$dir.log" 2>&1 \
+    || { tail -30 "$dir.log"; die "debootstrap failed (log: $dir.log)"; }
+  rm -f "$dir.log"
+}
+
 activate_venv() {
   # shellcheck disable=SC1091
   . "$VENV/bin/activate"

@@ -12,8 +12,7 @@ log "build the test VM image (debootstrap Debian 12 + linux-image-cloud-amd64, a
 work="$VM_IMAGE_DIR.tmp"
 rm -rf "$work" && mkdir -p "$work"
 trap 'umount -R "$work/rootfs/proc" "$work/rootfs/sys" 2>/dev/null || true' EXIT
-debootstrap --variant=minbase --include="$VM_PACKAGES" bookworm "$work/rootfs" http://deb.debian.org/debian \
-  >"$work/debootstrap.log" 2>&1 || { tail -30 "$work/debootstrap.log"; die "debootstrap failed"; }
+debootstrap_rootfs "$work/rootfs" "$VM_PACKAGES"
 
 ssh-keygen -q -t ed25519 -N '' -C llm-canary-test-vm -f "$work/id_ed25519"
 root="$work/rootfs"

@@ -6,10 +6,8 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
-suite=bookworm
-mirror="${LLM_CANARY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 packages=python3,python3-venv,ca-certificates
-recipe="$suite $packages minbase gateway-base v1"
+recipe="bookworm $packages minbase gateway-base v1"
 tag="$(printf '%s' "$recipe" | sha256sum | cut -c1-12)"
 image="localhost/llm-canary-python3:$tag"
 if [ "${1:-}" = --print-image ]; then
@@ -27,9 +25,8 @@ tarball="$CACHE_DIR/images/gateway-base-$tag.tar.gz"
 if [ ! -f "$tarball" ]; then
   log "debootstrap Debian 12 (minbase + python3) for the gateway's base image (about a minute)"
   rootfs="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
-  trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
-  debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
-    || { tail -30 "$rootfs.log"; die "debootstrap failed (log: $rootfs.log)"; }
+  trap 'rm -rf "$rootfs"' EXIT
+  debootstrap_rootfs "$rootfs" "$packages"
   # What a runtime image does not need: package lists and caches, docs, man pages, locales.
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
     "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
