@@ -8,7 +8,6 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 
 suite=bookworm
-mirror="${LLM_CANARY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 packages=systemd,systemd-sysv,dbus,python3,python3-apt,openssh-server,sudo,iproute2,ca-certificates
 recipe="$suite $packages minbase v2"
 tag="$(printf '%s' "$recipe" | sha256sum | cut -c1-12)"
@@ -26,13 +25,12 @@ if [ ! -f "$tarball" ]; then
   log "debootstrap Debian 12 ($suite, minbase) for the test image (about a minute)"
   rootfs="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
   trap 'rm -rf "$rootfs"' EXIT
-  debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
-    || { tail -30 "$rootfs.log"; die "debootstrap failed (log: $rootfs.log)"; }
+  debootstrap_rootfs "$rootfs" "$packages"
   # Security and point-release updates, as on a real Debian 12 VM.
   cat >"$rootfs/etc/apt/sources.list" <<EOF
-deb $mirror $suite main
-deb $mirror $suite-updates main
-deb ${mirror%/debian}/debian-security $suite-security main
+deb $DEBIAN_MIRROR $suite main
+deb $DEBIAN_MIRROR $suite-updates main
+deb ${DEBIAN_MIRROR%/debian}/debian-security $suite-security main
 EOF
   # A container has no consoles or kernel file systems to set up: these units only fail there.
   for unit in getty@tty1.service console-getty.service systemd-remount-fs.service \
@@ -48,7 +46,6 @@ EOF
   mkdir -p "$(dirname "$tarball")"
   tar -C "$rootfs" --numeric-owner -czf "$tarball.part" .
   mv "$tarball.part" "$tarball"
-  rm -f "$rootfs.log"
 fi
 log "podman import $image"
 # CMD in JSON form: the shell form would run systemd under /bin/sh, not as PID 1.
