@@ -69,6 +69,38 @@ class Outcome:
     error: str | None = None
 
 
+class _Deadline:
+    """`asyncio.timeout(delay)` as a plain `with` block, with the same semantics.
+
+    On the hot path (once per request, and once per stream chunk) asyncio's async context
+    manager cost about 6% of a proxied request's instructions (callgrind, see README); this
+    one is a timer handle and two attribute stores. Expiry cancels the task; the CancelledError
+    this causes leaves the block as TimeoutError, any other cancellation passes through.
+    """
+
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task")
+
+    def __init__(self, delay: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._expired = False
+        self._handle = asyncio.get_running_loop().call_later(max(0.0, delay), self._expire)
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._task.cancel()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self._handle.cancel()
+        if self._expired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+
+
 def _retry_after_seconds(value: str | None) -> float:
     """Retry-After as seconds (delta form; an HTTP date or garbage counts as 1 s)."""
     try:
@@ -218,7 +250,7 @@ class Forwarder:
         timeouts = self._settings.timeouts
         upstream: Response | None = None
         try:
-            async with asyncio.timeout(min(timeouts.first_byte, timeouts.total)):
+            with _Deadline(min(timeouts.first_byte, timeouts.total)):
                 upstream = await self.pools[backend.name].post(call.endpoint, headers, call.body)
                 status = upstream.status
                 content_type = upstream.headers.get("content-type", "application/json")
@@ -283,7 +315,7 @@ class Forwarder:
             while chunk:
                 await response.write(chunk)
                 tail = (tail + chunk)[-_TAIL_BYTES:]
-                async with asyncio.timeout(min(timeouts.idle, deadline - time.monotonic())):
+                with _Deadline(min(timeouts.idle, deadline - time.monotonic())):
                     chunk = await upstream.readany()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             # The client went away: drop the upstream request; not the backend's fault.
