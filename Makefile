@@ -11,13 +11,13 @@ help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: ## install everything the project needs (apt, venv, collections, llama-server, test image)
-	@scripts/setup.sh
+	@[ -n "$(SETUP_DONE)" ] || scripts/setup.sh
 
 up: setup ## run site.yml on the local target (a systemd host in podman, local gateway and Worker)
 	@$(RUN) ansible-playbook site.yml -e target=local
 
 test: setup ## lint, then every test suite
-	@$(MAKE) --no-print-directory lint test-infra test-gateway test-worker test-roles test-vm
+	@$(MAKE) --no-print-directory SETUP_DONE=1 lint test-infra test-gateway test-worker test-roles test-vm
 
 lint: setup ## ansible-lint (production profile, offline), yamllint, ruff
 	@$(RUN) scripts/lint.sh
