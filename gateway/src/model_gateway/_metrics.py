@@ -84,6 +84,10 @@ class Metrics:
             registry=r,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        # The latency child per (model, backend, endpoint, status): one lookup per request.
+        self._latency_children: dict[tuple[str, str, str, int], Any] = {}
+        # The (in, out) token counters per (model, backend).
+        self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -93,8 +97,14 @@ class Metrics:
         return child
 
     def observe_request(self, model: str, backend: str, endpoint: str, status: int, seconds: float) -> None:
-        status_class = f"{status // 100}xx" if status < 600 else "other"
-        self._child(self.latency, model, backend, endpoint, status_class).observe(seconds)
+        key = (model, backend, endpoint, status)
+        child = self._latency_children.get(key)
+        if child is None:
+            status_class = f"{status // 100}xx" if status < 600 else "other"
+            child = self._latency_children[key] = self._child(
+                self.latency, model, backend, endpoint, status_class
+            )
+        child.observe(seconds)
 
     def error(self, model: str, backend: str, endpoint: str, reason: str) -> None:
         self._child(self.errors, model, backend, endpoint, reason).inc()
@@ -105,10 +115,16 @@ class Metrics:
     def usage(self, model: str, backend: str, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
-        for direction, key in (("in", "prompt_tokens"), ("out", "completion_tokens")):
+        children = self._token_children.get((model, backend))
+        if children is None:
+            children = self._token_children[(model, backend)] = (
+                self._child(self.tokens, model, backend, "in"),
+                self._child(self.tokens, model, backend, "out"),
+            )
+        for child, key in zip(children, ("prompt_tokens", "completion_tokens"), strict=True):
             count = usage.get(key)
             if isinstance(count, int) and count > 0:
-                self._child(self.tokens, model, backend, direction).inc(count)
+                child.inc(count)
 
     def failover(self, backend: str) -> None:
         self._child(self.failovers, backend).inc()
