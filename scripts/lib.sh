@@ -69,6 +69,31 @@ debootstrap_rootfs() {
   rm -f "$dir.log"
 }
 
+# podman_rootfs_image IMAGE TARBALL PACKAGES CUSTOMISE [CHANGE...]: make sure podman has IMAGE,
+# imported from TARBALL with the Dockerfile-style CHANGEs. A missing TARBALL is built (and kept in
+# the cache, so a fresh clone only re-imports): debootstrap PACKAGES, drop apt's caches and lists,
+# run the shell function CUSTOMISE with the root file system's path, pack.
+podman_rootfs_image() {
+  local image="$1" tarball="$2" packages="$3" customise="$4" change
+  shift 4
+  podman image exists "$image" && return 0
+  if [ ! -f "$tarball" ]; then
+    log "debootstrap Debian 12 for $image (about a minute)"
+    PODMAN_ROOTFS="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
+    trap 'rm -rf "$PODMAN_ROOTFS"' EXIT
+    debootstrap_rootfs "$PODMAN_ROOTFS" "$packages"
+    rm -rf "$PODMAN_ROOTFS"/var/cache/apt/archives/*.deb "$PODMAN_ROOTFS"/var/lib/apt/lists/*
+    "$customise" "$PODMAN_ROOTFS"
+    mkdir -p "$(dirname "$tarball")"
+    tar -C "$PODMAN_ROOTFS" --numeric-owner -czf "$tarball.part" .
+    mv "$tarball.part" "$tarball"
+  fi
+  log "podman import $image"
+  local changes=()
+  for change in "$@"; do changes+=(--change "$change"); done
+  podman import "${changes[@]}" --quiet "$tarball" "$image" >/dev/null
+}
+
 activate_venv() {
   # shellcheck disable=SC1091
   . "$VENV/bin/activate"

@@ -18,14 +18,10 @@ if [ "${1:-}" = --print-image ]; then
 fi
 
 apt_ensure podman runc debootstrap
-podman image exists "$image" && exit 0
 
-tarball="$CACHE_DIR/images/debian12-systemd-$tag.tar.gz"
-if [ ! -f "$tarball" ]; then
-  log "debootstrap Debian 12 ($suite, minbase) for the test image (about a minute)"
-  rootfs="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
-  trap 'rm -rf "$rootfs"' EXIT
-  debootstrap_rootfs "$rootfs" "$packages"
+# shellcheck disable=SC2317  # called by podman_rootfs_image
+container_host() {
+  local rootfs="$1" unit
   # Security and point-release updates, as on a real Debian 12 VM.
   cat >"$rootfs/etc/apt/sources.list" <<EOF
 deb $DEBIAN_MIRROR $suite main
@@ -41,16 +37,9 @@ EOF
   : >"$rootfs/etc/machine-id"
   # No package lists (a cached image would carry stale ones), dated so that apt's
   # cache_valid_time sees them as old and refreshes them, as on a real VM.
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   touch -d @0 "$rootfs/var/lib/apt/lists"
-  mkdir -p "$(dirname "$tarball")"
-  tar -C "$rootfs" --numeric-owner -czf "$tarball.part" .
-  mv "$tarball.part" "$tarball"
-fi
-log "podman import $image"
+}
+
 # CMD in JSON form: the shell form would run systemd under /bin/sh, not as PID 1.
-podman import \
-  --change 'CMD ["/sbin/init"]' \
-  --change 'STOPSIGNAL=SIGRTMIN+3' \
-  --change 'ENV container=podman' \
-  --quiet "$tarball" "$image" >/dev/null
+podman_rootfs_image "$image" "$CACHE_DIR/images/debian12-systemd-$tag.tar.gz" "$packages" container_host \
+  'CMD ["/sbin/init"]' 'STOPSIGNAL=SIGRTMIN+3' 'ENV container=podman'

@@ -20,19 +20,10 @@ apt_ensure nginx wrk podman runc debootstrap util-linux
 model="$BUILD_DIR/models/llm-canary-tiny.gguf"
 [ -f "$model" ] || "$VENV/bin/python" "$ROOT/gateway/tests/tiny_model.py" "$model"
 
-podman image exists "$image" && exit 0
-tarball="$CACHE_DIR/images/gateway-base-$tag.tar.gz"
-if [ ! -f "$tarball" ]; then
-  log "debootstrap Debian 12 (minbase + python3) for the gateway's base image (about a minute)"
-  rootfs="$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")"
-  trap 'rm -rf "$rootfs"' EXIT
-  debootstrap_rootfs "$rootfs" "$packages"
-  # What a runtime image does not need: package lists and caches, docs, man pages, locales.
-  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
-    "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
-  mkdir -p "$(dirname "$tarball")"
-  tar -C "$rootfs" --numeric-owner -czf "$tarball.part" .
-  mv "$tarball.part" "$tarball"
-fi
-log "podman import $image"
-podman import --change 'CMD ["/usr/bin/python3"]' --quiet "$tarball" "$image" >/dev/null
+# shellcheck disable=SC2317  # called by podman_rootfs_image
+runtime_base() {
+  # What a runtime image does not need: docs, man pages, locales.
+  rm -rf "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/usr/share/locale/*
+}
+podman_rootfs_image "$image" "$CACHE_DIR/images/gateway-base-$tag.tar.gz" "$packages" runtime_base \
+  'CMD ["/usr/bin/python3"]'
