@@ -1,4 +1,4 @@
-"""The aiohttp application: auth, request validation, the endpoints, and start-up/shutdown."""
+"""The gateway's endpoints: routing by path, auth, request validation, and start-up/shutdown."""
 
 from __future__ import annotations
 
@@ -10,26 +10,25 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-import aiohttp
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from . import _logging
 from ._backends import ENDPOINTS, Backend, make_backends
 from ._config import Settings
-from ._errors import BadRequest, BodyTooLarge, GatewayError, NotFound, Unauthorized, error_response
+from ._errors import BadRequest, GatewayError, NotFound, PassThrough, Unauthorized, error_response
+from ._http import Request, Response
 from ._metrics import CONTENT_TYPE, Metrics
 from ._probes import probe_all
-from ._proxy import Call, Forwarder, Outcome, _PassThrough
+from ._proxy import Call, Forwarder, Outcome
 from ._router import Router
 
 log = logging.getLogger("model_gateway")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# A route: the request and its id in, a whole answer (or None once a stream was sent) out.
+Route = Callable[[Request, str], Awaitable[Response | None]]
+_JSON_HEADERS = {"Content-Type": "application/json"}
 _NUMBER = (int, float)
 
 
@@ -72,52 +71,6 @@ _OPTIONAL: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-class JsonErrorRequestHandler(RequestHandler):
-    """Answers what aiohttp cannot parse (CR/LF injection, bad header bytes) in OpenAI's shape.
-
-    aiohttp's own handler answers in plain text and logs the offending bytes, which may hold a key;
-    this one logs only the exception class.
-    """
-
-    def handle_error(
-        self,
-        request: Any,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        if request.writer.output_size > 0:
-            raise ConnectionError("the response has started; the connection is broken")
-        if status >= 500:
-            log.error("unhandled error", exc_info=exc)
-            error: GatewayError = GatewayError("Internal error", code="internal_error")
-        else:
-            log.warning("malformed HTTP request", extra={"error": type(exc).__name__, "status": status})
-            error = BadRequest("The request is not valid HTTP", status=status, code="bad_http")
-        response = error_response(error)
-        response.force_close()
-        return response
-
-
-class _JsonErrorServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
-class GatewayRunner(web.AppRunner):
-    """AppRunner whose connections answer HTTP parse errors with JSON."""
-
-    async def _make_server(self) -> web.Server:
-        plain = await super()._make_server()
-        return _JsonErrorServer(
-            plain.request_handler,
-            request_factory=plain.request_factory,
-            handler_cancellation=True,
-            loop=asyncio.get_running_loop(),
-            **plain._kwargs,
-        )
-
-
 class Gateway:
     """The request handlers, holding the settings, backends, router and metrics."""
 
@@ -130,8 +83,14 @@ class Gateway:
         self.metrics = Metrics()
         self._keys = [k.encode() for k in settings.api_keys]
         self.access_log = _logging.AccessLog()
-        self.route_methods: dict[str, str] = {}  # path -> its method, for 405 answers
-        self._forwarder: Forwarder | None = None
+        self.forwarder = Forwarder(settings, self.router, self.metrics)
+        self._tasks: list[asyncio.Task[None]] = []
+        # path -> (method, route); every other path is 404, another method 405.
+        self._routes: dict[str, tuple[str, Route]] = {path: ("POST", self.proxied) for path in ENDPOINTS}
+        self._routes["/v1/models"] = ("GET", self.models)
+        self._routes["/health"] = ("GET", self.health)
+        if settings.metrics:
+            self._routes["/metrics"] = ("GET", self.prometheus)
         self._models_body = json.dumps(
             {
                 "object": "list",
@@ -143,56 +102,68 @@ class Gateway:
         ).encode()
 
     # -- lifecycle -------------------------------------------------------------------------------
-    async def _lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        self._forwarder = Forwarder(self.settings, self.router, self.metrics)
-        tasks = [asyncio.create_task(self.access_log.run())]
+    def start(self) -> None:
+        """Start the access log's flusher and the probes (call with the event loop running)."""
+        self._tasks.append(asyncio.create_task(self.access_log.run()))
         if self.settings.probe_interval > 0:
-            tasks.append(asyncio.create_task(self._probe_loop()))
-        try:
-            yield
-        finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            self.access_log.flush()
-            for pool in self._forwarder.pools.values():
-                pool.close()
+            self._tasks.append(asyncio.create_task(self._probe_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.access_log.flush()
+        self.forwarder.close()
 
     async def _probe_loop(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeouts.connect + 5)
-        async with aiohttp.ClientSession(
-            timeout=timeout, headers={"User-Agent": "model-gateway-probe"}
-        ) as session:
-            while True:
-                await probe_all(session, self.backends)
-                self.metrics.refresh_backends(self.backends)
-                await asyncio.sleep(self.settings.probe_interval)
+        while True:
+            await probe_all(self.forwarder.pools, self.backends, self.settings.timeouts.connect + 5)
+            self.metrics.refresh_backends(self.backends)
+            await asyncio.sleep(self.settings.probe_interval)
+
+    # -- the server's entry point ----------------------------------------------------------------
+    async def handle(self, request: Request) -> Response | None:
+        """Route by path and method; request id in and out; every error in OpenAI's shape."""
+        incoming = request.headers.get("x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(12).hex()
+        route = self._routes.get(request.path)
+        try:
+            if route is None:
+                raise NotFound(f"No such path: {request.path}", code="invalid_path")
+            method, handler = route
+            if request.method != method:
+                raise BadRequest(
+                    f"Use {method} for {request.path}",
+                    status=405,
+                    code="method_not_allowed",
+                    headers={"Allow": method},
+                )
+            response = await handler(request, request_id)
+        except PassThrough as exc:
+            response = exc.response
+        except GatewayError as exc:
+            response = error_response(exc)
+        if response is not None:
+            response.headers["X-Request-Id"] = request_id
+        return response
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _check_key(self, request: web.Request) -> None:
+    def _check_key(self, request: Request) -> None:
         if self.settings.allow_unauthenticated and not self._keys:
             return
-        header = request.headers.get("Authorization", "")
+        header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key:
             raise Unauthorized("Missing API key: send 'Authorization: Bearer KEY'", code="missing_api_key")
-        candidate = key.strip().encode("utf-8", "surrogateescape")  # raw bytes: never equal to a key
+        candidate = key.strip().encode("latin-1")  # the bytes as received
         # compare_digest against every key: the time taken does not say which key nearly matched.
         matches = [hmac.compare_digest(candidate, k) for k in self._keys]
         if not any(matches):
             raise Unauthorized("Incorrect API key provided", code="invalid_api_key")
 
-    async def _read_json(self, request: web.Request) -> tuple[bytes, dict[str, Any]]:
-        limit = self.settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise BodyTooLarge(f"The request body is over the limit of {limit} bytes", code="body_too_large")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise BodyTooLarge(
-                f"The request body is over the limit of {limit} bytes", code="body_too_large"
-            ) from None
+    @staticmethod
+    def _parse_json(body: bytes) -> dict[str, Any]:
         try:
             parsed = json.loads(body)
         except UnicodeDecodeError:
@@ -201,7 +172,7 @@ class Gateway:
             raise BadRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(parsed, dict):
             raise BadRequest("The request body must be a JSON object", code="invalid_json")
-        return body, parsed
+        return parsed
 
     def _validate(self, endpoint: str, payload: dict[str, Any]) -> None:
         field, check, expected = _REQUIRED[endpoint]
@@ -215,33 +186,32 @@ class Gateway:
             if name in payload and not ok(payload[name]):
                 raise BadRequest(f"'{name}' must be {what}", param=name, code="invalid_type")
 
-    # -- handlers --------------------------------------------------------------------------------
-    async def proxied(self, request: web.Request) -> web.StreamResponse:
+    # -- routes ----------------------------------------------------------------------------------
+    async def proxied(self, request: Request, request_id: str) -> Response | None:
         endpoint = request.path
-        request_id: str = request["request_id"]
         started = time.monotonic()
         outcome = Outcome()
         model = "unknown"
         stream = False
         try:
             self._check_key(request)
-            body, payload = await self._read_json(request)
+            payload = self._parse_json(request.body)
             self._validate(endpoint, payload)
             requested = payload.get("model")
             model = self.router.resolve(requested)
             stream = payload.get("stream") is True
             # The bytes go upstream as received, unless an alias changes the model name.
+            body = request.body
             if model != requested:
                 payload["model"] = model
                 body = json.dumps(payload).encode()
             call = Call(endpoint, str(requested), model, body, stream, request_id)
-            assert self._forwarder is not None
-            response = await self._forwarder.forward(request, call, outcome)
-            outcome.status = response.status
+            response = await self.forwarder.forward(request, call, outcome)
+            outcome.status = response.status if response is not None else 200
             return response
         except GatewayError as exc:
             outcome.status = exc.status
-            if not isinstance(exc, _PassThrough) and exc.status < 500:
+            if not isinstance(exc, PassThrough) and exc.status < 500:
                 self.metrics.error(model, outcome.backend, endpoint, "rejected")
             elif exc.status >= 500:
                 self.metrics.error(model, outcome.backend, endpoint, "exhausted")
@@ -254,6 +224,13 @@ class Gateway:
             elapsed = time.monotonic() - started
             self.metrics.observe_request(model, outcome.backend, endpoint, outcome.status, elapsed)
             if self.settings.access_log:
+                trace = None
+                if self.settings.gcp_project:
+                    trace = _logging.trace_id(
+                        request.headers.get("x-cloud-trace-context"),
+                        request.headers.get("traceparent"),
+                        self.settings.gcp_project,
+                    )
                 self.access_log.write(
                     request_id=request_id,
                     endpoint=endpoint,
@@ -263,74 +240,18 @@ class Gateway:
                     stream=stream,
                     attempts=outcome.attempts,
                     latency_ms=round(elapsed * 1000, 2),
-                    trace=request.get("trace"),
+                    trace=trace,
                     error=outcome.error,
                 )
 
-    async def models(self, request: web.Request) -> web.Response:
+    async def models(self, request: Request, request_id: str) -> Response:
         self._check_key(request)
-        return web.Response(body=self._models_body, content_type="application/json")
+        return Response(200, self._models_body, dict(_JSON_HEADERS))
 
-    async def health(self, request: web.Request) -> web.Response:
+    async def health(self, request: Request, request_id: str) -> Response:
         body = {"status": "ok", "backends": [b.state() for b in self.backends]}
-        return web.json_response(body)
+        return Response(200, json.dumps(body).encode(), dict(_JSON_HEADERS))
 
-    async def prometheus(self, request: web.Request) -> web.Response:
+    async def prometheus(self, request: Request, request_id: str) -> Response:
         self.metrics.refresh_backends(self.backends)
-        response = web.Response(body=self.metrics.exposition())
-        response.headers["Content-Type"] = CONTENT_TYPE
-        return response
-
-    async def unmatched(self, request: web.Request) -> web.StreamResponse:
-        """What no route serves: 405 on a known path, 404 elsewhere, both in OpenAI's shape."""
-        allowed = self.route_methods.get(request.path)
-        if allowed is not None:
-            error = BadRequest(f"Use {allowed} for {request.path}", status=405, code="method_not_allowed")
-            return error_response(error, {"Allow": allowed})
-        raise NotFound(f"No such path: {request.path}", code="invalid_path")
-
-    def answering_errors(self, handler: Handler) -> Handler:
-        """Request id and trace in, every error out in OpenAI's shape.
-
-        A wrapper per route rather than an aiohttp middleware: aiohttp assembles the middleware
-        chain on every request, a cost `make bench` shows.
-        """
-
-        async def wrapped(request: web.Request) -> web.StreamResponse:
-            incoming = request.headers.get("X-Request-Id")
-            request_id = incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(12).hex()
-            request["request_id"] = request_id
-            if self.settings.gcp_project:
-                request["trace"] = _logging.trace_id(
-                    request.headers.get("X-Cloud-Trace-Context"),
-                    request.headers.get("traceparent"),
-                    self.settings.gcp_project,
-                )
-            try:
-                response = await handler(request)
-            except _PassThrough as exc:
-                response = exc.response
-            except GatewayError as exc:
-                response = error_response(exc)
-            if not response.prepared:
-                response.headers["X-Request-Id"] = request_id
-            return response
-
-        return wrapped
-
-
-def create_app(settings: Settings) -> web.Application:
-    """The gateway as an aiohttp application (start it with `GatewayRunner`)."""
-    gateway = Gateway(settings)
-    app = web.Application(client_max_size=settings.max_body_bytes)
-    app["gateway"] = gateway
-    app.cleanup_ctx.append(gateway._lifespan)
-    routes: list[tuple[str, str, Handler]] = [("POST", path, gateway.proxied) for path in ENDPOINTS]
-    routes += [("GET", "/v1/models", gateway.models), ("GET", "/health", gateway.health)]
-    if settings.metrics:
-        routes.append(("GET", "/metrics", gateway.prometheus))
-    for method, path, handler in routes:
-        app.router.add_route(method, path, gateway.answering_errors(handler))
-        gateway.route_methods[path] = method
-    app.router.add_route("*", "/{tail:.*}", gateway.answering_errors(gateway.unmatched))
-    return app
+        return Response(200, self.metrics.exposition(), {"Content-Type": CONTENT_TYPE})

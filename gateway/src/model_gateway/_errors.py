@@ -5,18 +5,20 @@
     ├── Unauthorized              401  missing or wrong key
     ├── ModelNotAllowed           403  model outside GATEWAY_ALLOWED_MODELS
     ├── NotFound                  404  unknown model or path
-    ├── BodyTooLarge              413  over GATEWAY_MAX_BODY_BYTES
     ├── RateLimited               429  every backend is busy or asked to wait (carries Retry-After)
-    └── UpstreamFailed            502/503/504 every backend failed before the first byte
+    ├── UpstreamFailed            502/503/504 every backend failed before the first byte
+    └── PassThrough               an upstream answer (429) handed on as it came
 
-Raised inside the request path and turned into a response at one place (`error_response`).
+Raised inside the request path and turned into a response at one place (`error_response`). The
+HTTP server's own answers (400 unparseable, 408, 413 over GATEWAY_MAX_BODY_BYTES, 431) take their
+body from `error_body`, in the same shape.
 """
 
 from __future__ import annotations
 
 import json
 
-from aiohttp import web
+from ._http import Response
 
 
 class GatewayError(Exception):
@@ -75,13 +77,6 @@ class NotFound(GatewayError):
     type = "not_found_error"
 
 
-class BodyTooLarge(GatewayError):
-    """413: the body is over the configured limit."""
-
-    status = 413
-    type = "invalid_request_error"
-
-
 class RateLimited(GatewayError):
     """429: every backend is at its concurrency limit or asked to wait; Retry-After says how long."""
 
@@ -98,8 +93,19 @@ class UpstreamFailed(GatewayError):
     type = "server_error"
 
 
-def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> web.Response:
-    merged = {**error.headers, **(headers or {})}
-    return web.Response(
-        status=error.status, body=error.body(), content_type="application/json", headers=merged
-    )
+class PassThrough(GatewayError):
+    """An upstream answer (a 429 with Retry-After) handed to the client unchanged."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("upstream answer passed through", status=response.status)
+        self.response = response
+
+
+def error_body(status: int, message: str, code: str) -> bytes:
+    """The body of the HTTP server's own answers (unparseable requests, limits), in OpenAI's shape."""
+    error_class = BadRequest if status < 500 else GatewayError
+    return error_class(message, code=code, status=status).body()
+
+
+def error_response(error: GatewayError) -> Response:
+    return Response(error.status, error.body(), {**error.headers, "Content-Type": "application/json"})

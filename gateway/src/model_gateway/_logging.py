@@ -63,8 +63,6 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiohttp's own access log would duplicate ours, unstructured.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def trace_id(header_cloud: str | None, header_w3c: str | None, project: str | None) -> str | None:

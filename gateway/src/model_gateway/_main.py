@@ -8,11 +8,12 @@ import signal
 import sys
 
 import uvloop
-from aiohttp import web
 
 from . import _logging
-from ._app import GatewayRunner, create_app
+from ._app import Gateway
 from ._config import ConfigError, Settings, load_settings
+from ._errors import error_body
+from ._http import Server
 
 log = logging.getLogger("model_gateway")
 # Cloud Run allows 10 s between SIGTERM and SIGKILL: finish what is in flight within that.
@@ -20,10 +21,10 @@ SHUTDOWN_TIMEOUT_S = 8.0
 
 
 async def serve(settings: Settings) -> None:
-    runner = GatewayRunner(create_app(settings), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, reuse_address=True)
-    await site.start()
+    gateway = Gateway(settings)
+    server = Server(gateway.handle, error_body, max_body_bytes=settings.max_body_bytes)
+    gateway.start()
+    await server.start(settings.host, settings.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -37,7 +38,8 @@ async def serve(settings: Settings) -> None:
     )
     await stop.wait()
     log.info("shutting down")
-    await runner.cleanup()
+    await server.close(SHUTDOWN_TIMEOUT_S)
+    await gateway.stop()
 
 
 def main() -> None:

@@ -11,13 +11,16 @@ cooldown is over, a successful probe is the half-open trial that closes it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
 from ._backends import Backend, BreakerState, ModelReport
+from ._upstream import Pool, UpstreamError
+
+_USER_AGENT = "User-Agent: model-gateway-probe\r\n"
 
 log = logging.getLogger("model_gateway.probes")
 
@@ -26,24 +29,30 @@ class ProbeFailed(Exception):
     """The backend did not answer a probe as a healthy server would."""
 
 
-async def _get_json(session: aiohttp.ClientSession, backend: Backend, path: str) -> Any:
-    headers = {"Authorization": f"Bearer {backend.config.api_key}"} if backend.config.api_key else {}
-    async with session.get(backend.config.url + path, headers=headers) as resp:
-        if resp.status != 200:
-            raise ProbeFailed(f"GET {path} answered {resp.status}")
-        try:
-            return await resp.json(content_type=None)
-        except ValueError:
-            raise ProbeFailed(f"GET {path} answered with a body that is not JSON") from None
+async def _get_json(pool: Pool, backend: Backend, path: str) -> Any:
+    headers = _USER_AGENT
+    if backend.config.api_key:
+        headers += f"Authorization: Bearer {backend.config.api_key}\r\n"
+    response = await pool.request("GET", path, headers)
+    try:
+        body = await response.read()
+    finally:
+        response.close()
+    if response.status != 200:
+        raise ProbeFailed(f"GET {path} answered {response.status}")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ProbeFailed(f"GET {path} answered with a body that is not JSON") from None
 
 
 def _strip_latest(name: str) -> str:
     return name.removesuffix(":latest")
 
 
-async def _probe_llamacpp(session: aiohttp.ClientSession, backend: Backend) -> dict[str, ModelReport]:
-    await _get_json(session, backend, "/health")
-    listing = await _get_json(session, backend, "/v1/models")
+async def _probe_llamacpp(pool: Pool, backend: Backend) -> dict[str, ModelReport]:
+    await _get_json(pool, backend, "/health")
+    listing = await _get_json(pool, backend, "/v1/models")
     sizes = [m.get("meta", {}).get("size") for m in listing.get("data", []) if isinstance(m, dict)]
     size = next((s for s in sizes if isinstance(s, int)), None)
     # One llama-server serves one model under any name the gateway routes to it.
@@ -53,8 +62,8 @@ async def _probe_llamacpp(session: aiohttp.ClientSession, backend: Backend) -> d
     }
 
 
-async def _probe_ollama(session: aiohttp.ClientSession, backend: Backend) -> dict[str, ModelReport]:
-    ps = await _get_json(session, backend, "/api/ps")
+async def _probe_ollama(pool: Pool, backend: Backend) -> dict[str, ModelReport]:
+    ps = await _get_json(pool, backend, "/api/ps")
     running = {
         _strip_latest(str(m.get("name") or m.get("model"))): m
         for m in ps.get("models", [])
@@ -72,8 +81,8 @@ async def _probe_ollama(session: aiohttp.ClientSession, backend: Backend) -> dic
     return reports
 
 
-async def _probe_openai(session: aiohttp.ClientSession, backend: Backend) -> dict[str, ModelReport]:
-    listing = await _get_json(session, backend, "/v1/models")
+async def _probe_openai(pool: Pool, backend: Backend) -> dict[str, ModelReport]:
+    listing = await _get_json(pool, backend, "/v1/models")
     listed = {m.get("id") for m in listing.get("data", []) if isinstance(m, dict)}
     return {m: ModelReport(loaded=m in listed) for m in backend.config.models}
 
@@ -81,14 +90,15 @@ async def _probe_openai(session: aiohttp.ClientSession, backend: Backend) -> dic
 _PROBES = {"llamacpp": _probe_llamacpp, "ollama": _probe_ollama, "openai": _probe_openai}
 
 
-async def probe(session: aiohttp.ClientSession, backend: Backend) -> None:
+async def probe(pool: Pool, backend: Backend, timeout: float) -> None:
     """Probe one backend and record the outcome on it."""
     now = time.monotonic()
     if backend.breaker.state is BreakerState.OPEN and now < backend.breaker.open_until:
         return  # cooling down: leave it alone until the cooldown is over
     try:
-        reports = await _PROBES[backend.config.kind](session, backend)
-    except (aiohttp.ClientError, TimeoutError, ProbeFailed, AttributeError, TypeError) as exc:
+        async with asyncio.timeout(timeout):
+            reports = await _PROBES[backend.config.kind](pool, backend)
+    except (UpstreamError, TimeoutError, ProbeFailed, AttributeError, TypeError) as exc:
         backend.last_probe_ok = False
         backend.last_error = f"probe: {exc.__class__.__name__}: {exc}"
         for report in backend.reports.values():
@@ -103,5 +113,6 @@ async def probe(session: aiohttp.ClientSession, backend: Backend) -> None:
         log.info("backend recovered", extra={"backend": backend.name})
 
 
-async def probe_all(session: aiohttp.ClientSession, backends: list[Backend]) -> None:
-    await asyncio.gather(*(probe(session, b) for b in backends))
+async def probe_all(pools: Mapping[str, Pool], backends: list[Backend], timeout: float) -> None:
+    """Probe every backend at once, each over its pool and within `timeout` seconds."""
+    await asyncio.gather(*(probe(pools[b.name], b, timeout) for b in backends))

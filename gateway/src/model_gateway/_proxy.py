@@ -17,15 +17,14 @@ import math
 import time
 from dataclasses import dataclass
 
-import aiohttp
-from aiohttp import web
-
 from ._backends import Backend, BreakerState
 from ._config import Settings
-from ._errors import GatewayError, RateLimited, UpstreamFailed
+from ._errors import PassThrough, RateLimited, UpstreamFailed
+from ._http import ClientGone, Request, Response, ResponseStream
 from ._metrics import Metrics
 from ._router import Router
-from ._upstream import ConnectFailed, Pool, Response, UpstreamError
+from ._upstream import ConnectFailed, Pool, UpstreamError
+from ._upstream import Response as UpstreamResponse
 
 log = logging.getLogger("model_gateway.proxy")
 
@@ -35,6 +34,8 @@ _USER_AGENT = "User-Agent: model-gateway\r\n"
 # Upstream 4xx answers that are the client's fault: passed through, no failover, no cooldown.
 _PASS_THROUGH_STATUSES = frozenset(range(400, 500)) - {408, 429}
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_USAGE_KEY = b'"usage"'
+_JSON = json.JSONDecoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Failure:
     reason: str
     detail: str
     retry_after: float | None = None
-    response: web.Response | None = None  # an upstream 429 to pass through when no backend is left
+    response: Response | None = None  # an upstream 429 to pass through when no backend is left
 
 
 @dataclass(slots=True)
@@ -114,10 +115,6 @@ def _error_event(message: str, code: str) -> bytes:
     return b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
 
 
-_USAGE_KEY = b'"usage"'
-_JSON = json.JSONDecoder()
-
-
 def _usage_from_body(body: bytes) -> object:
     """The `usage` object of a whole JSON answer, parsed alone rather than with the whole answer.
 
@@ -156,7 +153,12 @@ class Forwarder:
         self._metrics = metrics
         self.pools = {b.name: Pool(b.url, settings.timeouts.connect) for b in settings.backends}
 
-    async def forward(self, request: web.Request, call: Call, outcome: Outcome) -> web.StreamResponse:
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+
+    async def forward(self, request: Request, call: Call, outcome: Outcome) -> Response | None:
+        """The whole answer, or None when a stream was sent (ended with an error event if it broke)."""
         failure: Failure | None = None
         busy = False
         soonest_back = math.inf
@@ -191,7 +193,7 @@ class Forwarder:
     def _exhausted(self, call: Call, failure: Failure | None, busy: bool, soonest_back: float) -> Exception:
         """The answer when no backend answered: upstream 429, our own 429, or 502/503/504."""
         if failure is not None and failure.response is not None:
-            return _PassThrough(failure.response)
+            return PassThrough(failure.response)
         if busy:
             return RateLimited(
                 f"Every backend for '{call.requested_model}' is at its concurrency limit", retry_after=1
@@ -211,11 +213,9 @@ class Forwarder:
             code="upstream_timeout" if status == 504 else "upstream_error",
         )
 
-    async def _attempt(
-        self, request: web.Request, call: Call, backend: Backend
-    ) -> web.StreamResponse | Failure:
+    async def _attempt(self, request: Request, call: Call, backend: Backend) -> Response | Failure | None:
         backend.in_flight += 1
-        upstream: Response | None = None
+        upstream: UpstreamResponse | None = None
         verdict_given = False
         try:
             start = time.monotonic()
@@ -232,7 +232,8 @@ class Forwarder:
                 return result
             upstream, first = result
             self._metrics.first_token(call.model, backend.name, time.monotonic() - start)
-            return await self._relay_stream(request, call, backend, upstream, first, start)
+            await self._relay_stream(request, call, backend, upstream, first, start)
+            return None
         finally:
             if upstream is not None:
                 upstream.close()  # a no-op once the body was read to the end; otherwise cancels upstream
@@ -242,16 +243,16 @@ class Forwarder:
 
     async def _until_first_byte(
         self, call: Call, backend: Backend
-    ) -> web.Response | Failure | tuple[Response, bytes]:
+    ) -> Response | Failure | tuple[UpstreamResponse, bytes]:
         """Send the request; return a whole answer, a failure, or a stream and its first bytes."""
         headers = f"Content-Type: application/json\r\nX-Request-Id: {call.request_id}\r\n{_USER_AGENT}"
         if backend.config.api_key:
             headers += f"Authorization: Bearer {backend.config.api_key}\r\n"
         timeouts = self._settings.timeouts
-        upstream: Response | None = None
+        upstream: UpstreamResponse | None = None
         try:
             with _Deadline(min(timeouts.first_byte, timeouts.total)):
-                upstream = await self.pools[backend.name].post(call.endpoint, headers, call.body)
+                upstream = await self.pools[backend.name].request("POST", call.endpoint, headers, call.body)
                 status = upstream.status
                 content_type = upstream.headers.get("content-type", "application/json")
                 if status >= 500 or status == 408:
@@ -259,10 +260,10 @@ class Forwarder:
                 if status == 429:
                     wait = _retry_after_seconds(upstream.headers.get("retry-after"))
                     backend.wait_until = time.monotonic() + wait
-                    passed = web.Response(
-                        status=429,
-                        body=await upstream.read(),
-                        headers={
+                    passed = Response(
+                        429,
+                        await upstream.read(),
+                        {
                             "Content-Type": content_type,
                             "Retry-After": str(max(1, math.ceil(wait))),
                             "X-Gateway-Backend": backend.name,
@@ -276,7 +277,7 @@ class Forwarder:
                     if status == 200:
                         self._metrics.usage(call.model, backend.name, _usage_from_body(body))
                     headers_out = {"Content-Type": content_type, "X-Gateway-Backend": backend.name}
-                    return web.Response(status=status, body=body, headers=headers_out)
+                    return Response(status, body, headers_out)
                 first = await upstream.readany()
                 if not first:
                     return Failure("stream_cut", "upstream stream closed before any data")
@@ -295,50 +296,48 @@ class Forwarder:
 
     async def _relay_stream(
         self,
-        request: web.Request,
+        request: Request,
         call: Call,
         backend: Backend,
-        upstream: Response,
+        upstream: UpstreamResponse,
         first: bytes,
         start: float,
-    ) -> web.StreamResponse:
+    ) -> None:
         """Send the stream on; the client has its 200 from here on, so failures end it explicitly."""
-        response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, "X-Gateway-Backend": backend.name})
-        response.headers["X-Request-Id"] = call.request_id
-        await response.prepare(request)
+        headers = {**_SSE_HEADERS, "X-Gateway-Backend": backend.name, "X-Request-Id": call.request_id}
         chunk = first
         # The stream's last bytes: where `data: [DONE]` and the usage event are, whatever the chunking.
         tail = b""
         timeouts = self._settings.timeouts
         deadline = start + timeouts.total
         try:
+            response = request.start_stream(200, headers)
             while chunk:
                 await response.write(chunk)
                 tail = (tail + chunk)[-_TAIL_BYTES:]
                 with _Deadline(min(timeouts.idle, deadline - time.monotonic())):
                     chunk = await upstream.readany()
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        except ClientGone:
             # The client went away: drop the upstream request; not the backend's fault.
             self._metrics.error(call.model, backend.name, call.endpoint, "client_disconnect")
-            return response
+            return
         except (UpstreamError, TimeoutError) as exc:
             reason = "idle or total timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
             await self._end_with_error(
                 call, backend, response, f"upstream stream broke: {reason}", "upstream_stream_cut"
             )
-            return response
+            return
         if not tail.rstrip().endswith(_DONE):
             await self._end_with_error(
                 call, backend, response, "upstream stream ended without [DONE]", "upstream_stream_incomplete"
             )
-            return response
+            return
         backend.breaker.record_success()
         self._metrics.usage(call.model, backend.name, _usage_from_events(tail))
-        await response.write_eof()
-        return response
+        response.end()
 
     async def _end_with_error(
-        self, call: Call, backend: Backend, response: web.StreamResponse, message: str, code: str
+        self, call: Call, backend: Backend, response: ResponseStream, message: str, code: str
     ) -> None:
         backend.breaker.record_failure(time.monotonic())
         backend.last_error = message
@@ -346,14 +345,6 @@ class Forwarder:
         log.warning(message, extra={"request_id": call.request_id, "backend": backend.name})
         try:
             await response.write(_error_event(message, code))
-            await response.write_eof()
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            pass
-
-
-class _PassThrough(GatewayError):
-    """An upstream answer (429 with Retry-After) handed to the client unchanged."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__("upstream answer passed through", status=response.status)
-        self.response = response
+        except ClientGone:
+            return
+        response.end()

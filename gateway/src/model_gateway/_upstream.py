@@ -1,8 +1,8 @@
 """A lean HTTP/1.1 client for the proxy path: pooled keep-alive connections, streamed bodies.
 
 Measured with `make bench`: aiohttp's client cost about three times what its server did per
-proxied request; this one does only what a proxy to OpenAI-compatible servers needs (POST with a
-body, Content-Length or chunked answers, keep-alive) on plain asyncio protocols.
+proxied request; this one does only what a proxy to OpenAI-compatible servers needs (requests
+with a body, Content-Length or chunked answers, keep-alive) on plain asyncio protocols.
 
 Errors, all subclasses of `UpstreamError` (deliberately not OSError, so that a failure upstream
 is never mistaken for the client going away):
@@ -214,11 +214,11 @@ class Pool:
         else:
             self._idle.append(conn)
 
-    async def post(self, path: str, headers: str, body: bytes) -> Response:
-        """Send `body` to `path` (headers: complete "Name: value\\r\\n" lines); wait for the head."""
+    async def request(self, method: str, path: str, headers: str, body: bytes = b"") -> Response:
+        """Send a request (headers: complete "Name: value\\r\\n" lines); wait for the answer's head."""
+        length = f"Content-Length: {len(body)}\r\n" if body or method == "POST" else ""
         head = (
-            f"POST {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
-            f"Content-Length: {len(body)}\r\n{headers}\r\n"
+            f"{method} {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n{length}{headers}\r\n"
         ).encode("latin-1")
         while self._idle:
             conn = self._idle.pop()
