@@ -1,5 +1,8 @@
 """`make bench` for the gateway: direct vs nginx proxy_pass vs candidate stacks vs the gateway.
 
+Candidate stacks: a bare aiohttp proxy (server and client) on asyncio and on uvloop, and the
+gateway's own server and client with nothing else (`bare_stack.py`).
+
 Upstream: nginx serving fixed OpenAI answers (a chat completion, and a 20-event SSE stream).
 Each proxy is pinned to CPU 0; the mock upstream and wrk share CPU 1. Every number is measured in
 this run, and the overhead is read against "direct" from the same run. On a shared machine the
@@ -242,6 +245,13 @@ def main() -> None:
             procs.append(proc)
             _wait_port(port, proc)
             targets[f"bare aiohttp+{loop}"] = (f"http://127.0.0.1:{port}", proc.pid)
+        port = _free_port()
+        proc = subprocess.Popen(
+            ["taskset", "-c", PROXY_CPU, sys.executable, str(HERE / "bare_stack.py"), str(port), mock]
+        )
+        procs.append(proc)
+        _wait_port(port, proc)
+        targets["bare gateway stack"] = (f"http://127.0.0.1:{port}", proc.pid)
         port = _free_port()
         backends = [{"name": "mock", "url": mock, "kind": "openai", "models": ["bench", "bench-stream"]}]
         env = {
