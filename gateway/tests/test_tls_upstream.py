@@ -1,12 +1,15 @@
 """Backends behind https: the gateway's pooled client verifies, reuses and probes over TLS.
 
-The upstream is the fault upstream's app served over TLS (tests/tls_upstream.py) with server
-certificates from CAs made in the test; the gateway trusts one of them through SSL_CERT_FILE.
+The upstreams (tests/tls_upstream.py): the fault upstream's app served over TLS, and a real
+llama-server behind a real nginx terminating TLS; server certificates come from CAs made in the
+test, and the gateway trusts one of them through SSL_CERT_FILE.
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import Any
 
 import openai
 import pytest
-from tls_upstream import CertificateAuthority, ServerCertificate, TLSUpstream
+from tls_upstream import CertificateAuthority, NginxTLSProxy, ServerCertificate, TLSUpstream
 from utils import API_KEY, HTTP_TIMEOUT, Gateway, backend, metric_value, wait_for
 
 BACKEND_KEY = "sk-upstream-tls-7d1c9e04b2"
@@ -124,6 +127,19 @@ def test_https_connection_is_kept_alive_across_requests(serve_tls, start_tls_gat
     assert len(posts(upstream)) == 6
     assert upstream.connections == 1  # one TCP connection and one TLS handshake for all six requests
     assert len({r.peer_port for r in upstream.requests}) == 1
+
+
+def test_https_connection_the_backend_closed_while_idle_is_replaced(serve_tls, start_tls_gateway):
+    upstream = serve_tls()
+    upstream.set("ok", close_idle_after=0.1)  # TLS close_notify, then TCP FIN, 0.1 s after each answer
+    gateway = start_tls_gateway([backend("tls", upstream.base_url(), ["m"], kind="openai")])
+    client = sdk(gateway)
+    for _ in range(3):
+        chat(client)
+        time.sleep(0.3)
+    assert len(posts(upstream)) == 3
+    assert upstream.connections == 3
+    assert metric_value(gateway.metrics(), "ai_failovers_total", backend="tls") == 0
 
 
 def test_tls_handshake_names_the_backend_host(serve_tls, start_tls_gateway):
@@ -260,3 +276,43 @@ def test_probe_over_https_with_an_untrusted_certificate_marks_the_backend_down(
     assert "certificate verify failed" in gateway.health()["backends"][0]["last_error"]
     assert upstream.requests == []
     assert metric_value(gateway.metrics(), "ai_backend_up", backend="tls") == 0
+
+
+@pytest.fixture
+def nginx_tls(started, llama_tiny, certificates, log_dir) -> NginxTLSProxy:
+    """A real llama-server (the tiny model) behind a real nginx terminating TLS."""
+    if shutil.which("nginx") is None:
+        pytest.fail("nginx is missing: run `make setup`")
+    return started(NginxTLSProxy(certificates.valid, llama_tiny.port, log_dir))
+
+
+def test_llama_server_behind_nginx_tls_answers_over_one_connection(nginx_tls, start_tls_gateway):
+    gateway = start_tls_gateway([backend("llama-tls", nginx_tls.tls_url(), ["tiny"])])
+    client = sdk(gateway)
+    messages = [{"role": "user", "content": "Hi"}]
+    answer = client.chat.completions.create(model="tiny", messages=messages, max_tokens=4)
+    assert answer.usage.completion_tokens > 0
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=messages,
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    proxied = nginx_tls.proxied()
+    assert [(r.method, r.path, r.status) for r in proxied] == [("POST", "/v1/chat/completions", 200)] * 2
+    assert len({r.connection for r in proxied}) == 1
+
+
+def test_probe_through_nginx_tls_sees_the_llama_server_model_loaded(nginx_tls, start_tls_gateway):
+    gateway = start_tls_gateway(
+        [backend("llama-tls", nginx_tls.tls_url(), ["tiny"])], GATEWAY_PROBE_INTERVAL_S="0.2"
+    )
+    wait_for(lambda: gateway.health()["backends"][0]["models"].get("tiny") is True)
+    assert metric_value(gateway.metrics(), "ai_model_loaded", model="tiny", backend="llama-tls") == 1
+    probes = nginx_tls.proxied()
+    assert {"/health", "/v1/models"} <= {r.path for r in probes}
+    assert all(r.method == "GET" and r.status == 200 for r in probes)

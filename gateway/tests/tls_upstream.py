@@ -1,12 +1,15 @@
 """An OpenAI-compatible upstream over TLS, with certificates from a CA made for the test.
 
-The upstream is fault_upstream.py's app (the same faithful fake of the llama.cpp, Ollama and
+`TLSUpstream` is fault_upstream.py's app (the same faithful fake of the llama.cpp, Ollama and
 OpenAI endpoints the gateway uses) served over TLS by aiohttp, in a thread of the test process with
 its own event loop, so that a test can see what reached it at each layer:
 
     connections   TCP connections accepted (one whose TLS handshake fails counts too)
     server_names  the names clients asked for in the TLS handshake (SNI)
     requests      HTTP requests that arrived, which needs a completed handshake
+
+`NginxTLSProxy` is the deployed shape of "llama.cpp behind https": a real nginx terminating TLS
+in front of a real llama-server, its access log naming the connection each request came over.
 
 The CAs are made with `cryptography`, in memory and in a test's directory: no network, nothing
 installed. The gateway trusts one by SSL_CERT_FILE, which `ssl.create_default_context()` honours.
@@ -22,12 +25,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, NamedTuple
 
+import requests
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from utils import HTTP_TIMEOUT, ServerProcess, free_port
 
 _VALIDITY = timedelta(days=1)
 _START_TIMEOUT = 10.0
@@ -35,10 +41,11 @@ _START_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class ServerCertificate:
-    """PEM files for a TLS server: its certificate and its private key."""
+    """PEM files for a TLS server: its certificate, its private key, and the CA that issued it."""
 
     cert_file: Path
     key_file: Path
+    ca_file: Path
 
 
 def _key_usage(*, signing_certificates: bool) -> x509.KeyUsage:
@@ -113,7 +120,9 @@ class CertificateAuthority:
             .sign(self._key, hashes.SHA256())
         )
         stem = f"{self._name}-{'-'.join(hosts)}"
-        pair = ServerCertificate(self._directory / f"{stem}.crt", self._directory / f"{stem}.key")
+        pair = ServerCertificate(
+            self._directory / f"{stem}.crt", self._directory / f"{stem}.key", self.cert_file
+        )
         pair.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         pair.key_file.write_bytes(
             key.private_bytes(
@@ -150,6 +159,17 @@ class TLSUpstream:
 
     def base_url(self, host: str = "localhost") -> str:
         return f"https://{host}:{self.port}{self._prefix}"
+
+    def set(self, mode: str = "ok", **params: Any) -> None:
+        """Steer the fault upstream (see fault_upstream.py), over https to localhost; forget what it saw."""
+        requests.post(
+            self.base_url() + "/_control",
+            json={"mode": mode, **params},
+            verify=self._certificate.ca_file,
+            timeout=HTTP_TIMEOUT,
+        ).raise_for_status()
+        self.requests.clear()
+        self.connections = 0
 
     def start(self) -> TLSUpstream:
         self._thread.start()
@@ -218,3 +238,65 @@ class TLSUpstream:
         assert self._server is not None and self._runner is not None
         self._server.close()
         await self._runner.cleanup()
+
+
+class ProxiedRequest(NamedTuple):
+    """One line of NginxTLSProxy's access log."""
+
+    connection: int  # nginx's serial number of the client connection
+    method: str
+    path: str
+    status: int
+
+
+class NginxTLSProxy(ServerProcess):
+    """nginx terminating TLS on `tls_port` and proxying to a plain-HTTP server on 127.0.0.1:`target_port`.
+
+    It also listens without TLS on `port`, only so that ServerProcess.start can see it is ready.
+    """
+
+    def __init__(self, certificate: ServerCertificate, target_port: int, workdir: Path) -> None:
+        port = free_port()
+        self.tls_port = free_port()
+        name = f"nginx-tls-{self.tls_port}"
+        self.access_log = workdir / f"{name}-access.log"
+        conf = workdir / f"{name}.conf"
+        conf.write_text(
+            f"""
+worker_processes 1;
+pid {workdir}/{name}.pid;
+error_log {workdir}/{name}-error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  log_format requests '$connection $https $request_method $uri $status';
+  access_log {self.access_log} requests;
+  client_body_temp_path {workdir}/{name}-body;
+  proxy_temp_path {workdir}/{name}-proxy;
+  server {{
+    listen 127.0.0.1:{self.tls_port} ssl;
+    listen 127.0.0.1:{port};
+    ssl_certificate {certificate.cert_file};
+    ssl_certificate_key {certificate.key_file};
+    location / {{
+      proxy_pass http://127.0.0.1:{target_port};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+        )
+        super().__init__(["nginx", "-c", str(conf), "-g", "daemon off;"], port)
+
+    def tls_url(self, host: str = "localhost") -> str:
+        return f"https://{host}:{self.tls_port}"
+
+    def proxied(self) -> list[ProxiedRequest]:
+        """The requests that came over TLS (not start()'s readiness checks), in order."""
+        entries = []
+        for line in self.access_log.read_text().splitlines():
+            connection, https, method, path, status = line.split(" ")
+            if https == "on":
+                entries.append(ProxiedRequest(int(connection), method, path, int(status)))
+        return entries
