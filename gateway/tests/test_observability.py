@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import time
 
 import requests
-from utils import API_KEY, Gateway, backend, metric_value, sse_events, wait_for
+from utils import API_KEY, Gateway, backend, llama_server, metric_value, sse_events, wait_for
+
+PROBING = {"GATEWAY_PROBE_INTERVAL_S": "0.2"}
 
 
 def test_request_id_is_passed_through(start_gateway, upstream):
@@ -149,3 +152,67 @@ def test_successful_probe_closes_the_breaker_after_cooldown(start_gateway, upstr
     upstream.set("ok")
     wait_for(lambda: gateway.health()["backends"][0]["up"] is True)
     assert upstream.received() == []
+
+
+def _probes(upstream) -> dict[str, int]:
+    return requests.get(upstream.url + "/_probes", timeout=10).json()
+
+
+def test_sleeping_llamacpp_reports_its_model_unloaded_and_its_memory_free(start_gateway, upstream):
+    upstream.set("ok", sleeping=True)
+    gateway = start_gateway([backend("cpu", upstream.url, ["m"])], **PROBING)
+    wait_for(lambda: _probes(upstream).get("/props", 0) >= 1)
+    wait_for(lambda: 'ai_model_loaded{backend="cpu",model="m"}' in gateway.metrics())
+    exposition = gateway.metrics()
+    assert metric_value(exposition, "ai_model_loaded", model="m", backend="cpu") == 0
+    assert metric_value(exposition, "ai_memory_used_bytes", model="m", backend="cpu") == 0
+    assert metric_value(exposition, "ai_memory_total_bytes", model="m", backend="cpu") == 1234
+    assert metric_value(exposition, "ai_backend_up", backend="cpu") == 1  # asleep is not down
+
+
+def test_sleeping_llamacpp_is_never_asked_for_its_slots(start_gateway, upstream):
+    upstream.set("ok", sleeping=True, total_slots=3)
+    gateway = start_gateway([backend("cpu", upstream.url, ["m"])], **PROBING)
+    wait_for(lambda: _probes(upstream).get("/props", 0) >= 5)
+    assert "/slots" not in _probes(upstream)  # it would wake the server and load the model
+    exposition = gateway.metrics()
+    assert metric_value(exposition, "ai_backend_slots", backend="cpu", state="idle") == 3
+    assert metric_value(exposition, "ai_backend_slots", backend="cpu", state="busy") == 0
+
+
+def test_llamacpp_slots_are_counted_busy_and_idle(start_gateway, upstream):
+    upstream.set("ok", busy_slots=1, total_slots=3)
+    gateway = start_gateway([backend("cpu", upstream.url, ["m"])], **PROBING)
+    wait_for(lambda: metric_value(gateway.metrics(), "ai_backend_slots", backend="cpu", state="busy") == 1)
+    assert metric_value(gateway.metrics(), "ai_backend_slots", backend="cpu", state="idle") == 2
+
+
+def test_idle_llamacpp_slots_are_read_once_so_the_server_may_fall_asleep(start_gateway, upstream):
+    upstream.set("ok")
+    start_gateway([backend("cpu", upstream.url, ["m"])], **PROBING)
+    wait_for(lambda: _probes(upstream).get("/props", 0) >= 5)
+    assert _probes(upstream)["/slots"] == 1
+
+
+def test_busy_llamacpp_slots_are_read_at_every_probe(start_gateway, upstream):
+    upstream.set("ok", busy_slots=1)
+    start_gateway([backend("cpu", upstream.url, ["m"])], **PROBING)
+    wait_for(lambda: _probes(upstream).get("/props", 0) >= 5)
+    assert _probes(upstream)["/slots"] >= 4
+
+
+def test_real_llama_server_slots_reach_the_metrics(start_gateway, llama_tiny):
+    gateway = start_gateway([backend("tiny", llama_tiny.url, ["tiny"])], **PROBING)
+    wait_for(lambda: metric_value(gateway.metrics(), "ai_backend_slots", backend="tiny", state="idle") == 4)
+    assert metric_value(gateway.metrics(), "ai_backend_slots", backend="tiny", state="busy") == 0
+
+
+def test_real_llama_server_falls_asleep_while_probed_and_reports_unloaded(start_gateway, started, tiny_model):
+    server = started(llama_server(tiny_model, "--sleep-idle-seconds", "1"))
+    gateway = start_gateway([backend("cpu", server.url, ["tiny"])], **PROBING)
+    wait_for(lambda: metric_value(gateway.metrics(), "ai_model_loaded", model="tiny") == 1)
+    wait_for(lambda: metric_value(gateway.metrics(), "ai_model_loaded", model="tiny") == 0, seconds=10)
+    time.sleep(1)  # five more probes of the sleeping server
+    assert "entering sleeping state" in server.log()
+    assert "exiting sleeping state" not in server.log()  # no probe woke it (reloading the model)
+    assert metric_value(gateway.metrics(), "ai_memory_used_bytes", model="tiny", backend="cpu") == 0

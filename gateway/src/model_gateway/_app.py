@@ -91,15 +91,6 @@ class Gateway:
         self._routes["/health"] = ("GET", self.health)
         if settings.metrics:
             self._routes["/metrics"] = ("GET", self.prometheus)
-        self._models_body = json.dumps(
-            {
-                "object": "list",
-                "data": [
-                    {"id": m, "object": "model", "created": 0, "owned_by": "llm-canary"}
-                    for m in self.router.public_models()
-                ],
-            }
-        ).encode()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -246,7 +237,8 @@ class Gateway:
 
     async def models(self, request: Request, request_id: str) -> Response:
         self._check_key(request)
-        return Response(200, self._models_body, dict(_JSON_HEADERS))
+        # Rendered by the router whenever a probe changes the names: one attribute read here.
+        return Response(200, self.router.models_body, dict(_JSON_HEADERS))
 
     async def health(self, request: Request, request_id: str) -> Response:
         body = {"status": "ok", "backends": [b.state() for b in self.backends]}

@@ -10,6 +10,7 @@ The breaker is fed by real requests (passive health) and by the active probes al
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ._config import BackendConfig
@@ -74,6 +75,26 @@ class ModelReport:
     memory_total_bytes: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SlotReport:
+    """A llama-server's request slots: `busy` are processing a request, `idle` are free."""
+
+    busy: int
+    idle: int
+    # False when inferred without reading /slots (a sleeping server processes nothing).
+    read: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReport:
+    """What one successful probe learnt: per model name, the slots, and the names the backend lists."""
+
+    models: dict[str, ModelReport]
+    # Names the backend itself says it serves (besides, or beyond, the configured ones).
+    listed: tuple[str, ...] = ()
+    slots: SlotReport | None = None
+
+
 @dataclass(slots=True)
 class Backend:
     """One configured backend and everything the gateway has learnt about it."""
@@ -86,6 +107,11 @@ class Backend:
     last_probe_ok: bool | None = None
     last_error: str | None = None
     reports: dict[str, ModelReport] = field(default_factory=dict)
+    # Names the backend listed at its last successful probe (kept while it is unreachable).
+    listed: tuple[str, ...] = ()
+    slots: SlotReport | None = None
+    # Called when `listed` changes (the router rebuilds its table and the /v1/models answer).
+    on_listed_change: Callable[[], None] | None = None
 
     @property
     def name(self) -> str:
@@ -110,6 +136,26 @@ class Backend:
             "last_error": self.last_error,
             "models": {m: r.loaded for m, r in sorted(self.reports.items())},
         }
+
+    def record_probe(self, report: ProbeReport) -> None:
+        """Keep what a successful probe learnt; tell the listener when the listed names changed."""
+        self.last_probe_ok = True
+        self.reports = report.models
+        self.slots = report.slots
+        if report.listed != self.listed:
+            self.listed = report.listed
+            if self.on_listed_change is not None:
+                self.on_listed_change()
+
+    def record_probe_failure(self, error: str) -> None:
+        """The backend did not answer its probe: nothing it serves is known to be loaded any more."""
+        self.last_probe_ok = False
+        self.last_error = error
+        for report in self.reports.values():
+            report.loaded = False
+            if report.memory_used_bytes is not None:
+                report.memory_used_bytes = 0
+        self.slots = None
 
     def retry_after(self, now: float) -> float:
         """Seconds until this backend takes requests again (0 when it does now)."""

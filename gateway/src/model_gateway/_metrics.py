@@ -67,20 +67,33 @@ class Metrics:
         )
         self.model_loaded = Gauge(
             "ai_model_loaded",
-            "1 when the backend reports the model loaded (never found by loading it).",
+            "1 when the backend reports the model loaded, from reads that never load it: llama.cpp "
+            "/health ok and /props is_sleeping false; Ollama /api/ps; openai kind listed in /v1/models. "
+            "Every name the backend serves under, configured or listed by the backend.",
             ["model", "backend"],
             registry=r,
         )
         self.memory_used = Gauge(
             "ai_memory_used_bytes",
-            "Accelerator memory the backend reports for the model (Ollama size_vram; llama.cpp model size).",
+            "Memory the backend reports the model using. Ollama: size_vram from /api/ps (accelerator "
+            "memory). llama.cpp: the weights size from /v1/models meta.size while loaded, 0 while asleep "
+            "(llama-server reports no accelerator memory).",
             ["model", "backend"],
             registry=r,
         )
         self.memory_total = Gauge(
             "ai_memory_total_bytes",
-            "Total memory the backend reports for the model (Ollama size; llama.cpp model size).",
+            "Memory the model takes when loaded, as the backend reports it. Ollama: size from /api/ps "
+            "(0 while not loaded). llama.cpp: the weights size from /v1/models meta.size.",
             ["model", "backend"],
+            registry=r,
+        )
+        self.slots = Gauge(
+            "ai_backend_slots",
+            "llama.cpp request slots by state (busy: processing a request), from /slots is_processing. "
+            "Read only while it can have changed (see the gateway README); a sleeping server counts all "
+            "slots idle from /props total_slots.",
+            ["backend", "state"],
             registry=r,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -88,6 +101,8 @@ class Metrics:
         self._latency_children: dict[tuple[str, str, str, int], Any] = {}
         # The (in, out) token counters per (model, backend).
         self._token_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        # Per backend: the (gauge, labels) series the probes set last, to drop those that went away.
+        self._reported: dict[str, set[tuple[Any, tuple[str, ...]]]] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -135,12 +150,24 @@ class Metrics:
             # Read from the backend's own counter at scrape time: no gauge update per request.
             self._child(self.in_flight, backend.name).set(backend.in_flight)
             self._child(self.backend_up, backend.name).set(1 if backend.up() else 0)
+            values: dict[tuple[Any, tuple[str, ...]], float] = {}
             for model, report in backend.reports.items():
-                self._child(self.model_loaded, model, backend.name).set(1 if report.loaded else 0)
+                labels = (model, backend.name)
+                values[(self.model_loaded, labels)] = 1 if report.loaded else 0
                 if report.memory_used_bytes is not None:
-                    self._child(self.memory_used, model, backend.name).set(report.memory_used_bytes)
+                    values[(self.memory_used, labels)] = report.memory_used_bytes
                 if report.memory_total_bytes is not None:
-                    self._child(self.memory_total, model, backend.name).set(report.memory_total_bytes)
+                    values[(self.memory_total, labels)] = report.memory_total_bytes
+            if backend.slots is not None:
+                values[(self.slots, (backend.name, "busy"))] = backend.slots.busy
+                values[(self.slots, (backend.name, "idle"))] = backend.slots.idle
+            for (metric, labels), value in values.items():
+                self._child(metric, *labels).set(value)
+            # A model the backend no longer lists (or slots it no longer reports) leaves the exposition.
+            for metric, labels in self._reported.get(backend.name, set()) - values.keys():
+                metric.remove(*labels)
+                del self._children[(id(metric), *labels)]
+            self._reported[backend.name] = set(values)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,13 +1,23 @@
-"""Model name -> the backends to try, in order: priority (lower first), then weighted random."""
+"""Model name -> the backends to try, in order: priority (lower first), then weighted random.
+
+The names a client may ask for are the configured models and aliases plus what each backend
+listed at its last successful probe. A listed-only name routes to the backends that listed it,
+after those that are configured with it at the same priority; so `GET /v1/models` (rendered here
+whenever a probe changes the names, never per request) lists exactly the names that route.
+"""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 
 from ._backends import Backend
 from ._config import MODEL_NAME_MAX
 from ._errors import BadRequest, ModelNotAllowed, NotFound
+
+# owned_by for the gateway's own aliases in /v1/models.
+ALIAS_OWNER = "llm-canary"
 
 
 class Router:
@@ -19,19 +29,38 @@ class Router:
         aliases: Mapping[str, str],
         allowed: frozenset[str] | None,
     ) -> None:
+        self._backends = backends
         self._aliases = dict(aliases)
         self._allowed = allowed
-        groups: dict[str, dict[int, list[Backend]]] = {}
-        for backend in backends:
-            for model in backend.config.models:
-                groups.setdefault(model, {}).setdefault(backend.config.priority, []).append(backend)
         # model -> priority groups, lowest priority value first
-        self._groups = {model: [by_prio[p] for p in sorted(by_prio)] for model, by_prio in groups.items()}
+        self._groups: dict[str, list[list[Backend]]] = {}
+        # The whole /v1/models answer.
+        self.models_body = b""
+        self.rebuild()
+        for backend in backends:
+            backend.on_listed_change = self.rebuild
 
-    def public_models(self) -> list[str]:
-        """Every name a client may ask for: served models and aliases, filtered by the allowlist."""
-        names = sorted({*self._groups, *self._aliases})
-        return [n for n in names if self.is_allowed(n)]
+    def rebuild(self) -> None:
+        """Recompute the routing table and the /v1/models answer from the config and the probes."""
+        groups: dict[str, dict[tuple[int, bool], list[Backend]]] = {}
+        for backend in self._backends:
+            configured = backend.config.models
+            for model in dict.fromkeys((*configured, *backend.listed)):
+                # Configured before listed-only within one priority.
+                key = (backend.config.priority, model not in configured)
+                groups.setdefault(model, {}).setdefault(key, []).append(backend)
+        self._groups = {model: [by_key[k] for k in sorted(by_key)] for model, by_key in groups.items()}
+        self.models_body = self._render_models()
+
+    def _render_models(self) -> bytes:
+        owners = {model: groups[0][0].config.kind for model, groups in self._groups.items()}
+        owners.update(dict.fromkeys(self._aliases, ALIAS_OWNER))
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": owners[name]}
+            for name in sorted(owners)
+            if self.is_allowed(name)
+        ]
+        return json.dumps({"object": "list", "data": data}).encode()
 
     def is_allowed(self, requested: str) -> bool:
         return self._allowed is None or requested in self._allowed
