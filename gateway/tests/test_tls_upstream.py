@@ -77,9 +77,10 @@ def sdk(gateway: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key=API_KEY, max_retries=0, timeout=HTTP_TIMEOUT)
 
 
-def chat(client: openai.OpenAI, **extra: Any) -> Any:
+def chat(client: openai.OpenAI) -> Any:
+    """A chat completion, with the HTTP answer's headers (`.headers`) and the parsed body (`.parse()`)."""
     return client.chat.completions.with_raw_response.create(
-        model="m", messages=[{"role": "user", "content": "Say hi"}], **extra
+        model="m", messages=[{"role": "user", "content": "Say hi"}]
     )
 
 
