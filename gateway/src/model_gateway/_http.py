@@ -4,19 +4,27 @@ Measured with `make bench` (see README): aiohttp's server cost about 60 us of CP
 its own, uvicorn's about 36 us; this one does only what a JSON-and-SSE proxy needs.
 
     * requests are parsed by llhttp; a request that is not valid HTTP/1.x (CR/LF in a header,
-      bad bytes, a conflicting Content-Length) is answered 400 and the connection closed;
-    * the head is limited (`max_head_bytes`, 431) and so is the body (`max_body_bytes`, 413, checked
-      against Content-Length before any body byte is read, and again while a chunked body arrives);
+      bad bytes, a conflicting Content-Length) is answered 400 and the connection closed; so is
+      CONNECT, and any other protocol upgrade is answered over HTTP/1.1, then the connection closed;
+    * the head is limited (`max_head_bytes`, 431, also while one endless line arrives) and so is
+      the body (`max_body_bytes`, 413, checked against Content-Length before any body byte is read,
+      and again while a chunked body arrives);
+    * such an error answer comes after the answers to the requests before it on the connection;
+      then the server stops writing but reads and drops what the client still sends for a moment
+      before closing, so that a client busy sending its body reads the answer instead of a reset;
     * the whole body is read before the handler runs (every endpoint here needs all of it);
-    * `Expect: 100-continue` is honoured; keep-alive and pipelining per HTTP/1.1 (one request at a
-      time per connection, the next ones queued);
-    * a handler answers with a `Response`, or streams one (`Request.start_stream`, chunked
-      transfer encoding, with the transport's flow control);
+    * `Expect: 100-continue` is honoured (once the answers before that request are written);
+      keep-alive per HTTP/1.1 and HTTP/1.0 (`Connection: keep-alive`) and pipelining (one request
+      at a time per connection, the next ones queued);
+    * a handler answers with a `Response` (no body on the wire for HEAD), or streams one
+      (`Request.start_stream`: chunked transfer encoding for HTTP/1.1, until close for HTTP/1.0,
+      with the transport's flow control); an exception before answering is a 500, one after the
+      stream started closes the connection without the terminating chunk;
     * the client going away cancels the handler's task;
     * a sweep once a second closes idle keep-alive connections and heads or bodies that arrive
-      too slowly, and refreshes the Date header (no timer per request);
+      too slowly (408), and refreshes the Date header (no timer per request);
     * `close()` stops accepting, closes idle connections, lets running requests finish within a
-      grace period, then cancels what is left.
+      grace period, then cancels what is left and waits for it to unwind.
 
 Error bodies for the server's own answers come from `error_body(status, message, code)`, given by
 the application, so that they have the application's shape.
@@ -39,6 +47,12 @@ log = logging.getLogger("model_gateway.http")
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _SWEEP_INTERVAL_S = 1.0
 _MAX_QUEUED = 16  # pipelined requests waiting on one connection before reading pauses
+# After an error answer that ends the connection: how long to read and drop what the client still
+# sends before closing. Closing with unread bytes makes the kernel send a reset, which can destroy
+# the answer before the client reads it (what nginx's lingering_close is for).
+_LINGER_S = 2.0
+# `close()`: how long to wait for the handlers it cancelled to unwind.
+_CANCELLED_WAIT_S = 1.0
 
 
 class ClientGone(ConnectionError):
@@ -59,16 +73,24 @@ class Response:
 class Request:
     """One parsed request. `headers` has lower-case names; repeated headers are joined with ", "."""
 
-    __slots__ = ("_conn", "body", "headers", "method", "path", "query", "stream")
+    __slots__ = ("_conn", "body", "headers", "http11", "method", "path", "query", "stream")
 
     def __init__(
-        self, conn: _Connection, method: str, path: str, query: str, headers: dict[str, str]
+        self,
+        conn: _Connection,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        *,
+        http11: bool,
     ) -> None:
         self._conn = conn
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
+        self.http11 = http11
         self.body = b""
         self.stream: ResponseStream | None = None
 
@@ -103,10 +125,12 @@ class ResponseStream:
             await conn.drain()
 
     def end(self) -> None:
-        """Finish the answer (the terminating chunk); the connection may then serve the next request."""
+        """Finish the answer (the terminating chunk); the connection may then serve the next request.
+
+        Once the client has gone there is nothing left to finish: then this does nothing."""
         if not self.ended:
             self.ended = True
-            if self._chunked:
+            if self._chunked and not self._conn.closed:
                 self._conn.write(b"0\r\n\r\n")
 
 
@@ -125,21 +149,27 @@ class _Connection(asyncio.Protocol):
         # The request being received.
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._head_bytes = 0
+        self._head_bytes = 0  # the target and the headers llhttp has handed over
+        self._partial_line = 0  # the head's line still arriving (llhttp holds it back until it ends)
+        self._tail_in_head = False  # whether the data being fed ends inside the head it began with
         self._in_head = False
         self._body_parts: list[bytes] = []
         self._body_size = 0
         self._receiving = False
         self._received_since = 0.0
         self._request: Request | None = None
+        self._continue_pending = False  # a 100 Continue owed once the answers before it are written
+        # An error answer for a request that could not be read, owed after the answers before it.
+        self._rejection: Response | None = None
         # Requests received and not answered yet; the first one is being handled.
         self._queue: collections.deque[tuple[Request, bool]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
-        self.http11 = True
+        self.http11 = True  # of the request being answered
         self.keep_alive = True
         self.write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
-        self.closed = False
+        self.closed = False  # no more HTTP on this connection (its socket may still linger)
+        self._linger_until = 0.0
         self.idle_since = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -149,25 +179,36 @@ class _Connection(asyncio.Protocol):
         self._server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
+        if self.closed or self._rejection is not None:
+            return  # lingering, or waiting to answer a request that could not be read: drop it
+        # The bytes after the data's last line break are the head's unfinished line only if nothing
+        # but the head came before them: the data starts in the head or between requests, and no
+        # request ends inside it (`on_message_complete` clears this).
+        self._tail_in_head = self._in_head or not self._receiving
         try:
             self._parser.feed_data(data)
-            if self._in_head:
-                # The head is still incomplete after all of `data`: llhttp buffers a header until it
-                # ends, so a never-ending one is stopped here rather than in `on_header`.
-                self._grow_head(len(data))
+            if self._in_head and self._tail_in_head:
+                self._measure_partial_line(data)
         except httptools.HttpParserUpgrade:
             self._upgrade_asked()
         except (httptools.HttpParserError, _Rejected) as exc:
-            if self.closed:
-                return  # a callback answered and closed already
+            if self.closed or self._rejection is not None:
+                return  # a callback rejected the request already
             log.warning("malformed HTTP request", extra={"error": type(exc).__name__, "status": 400})
             self._reject(400, "The request is not valid HTTP", "bad_http")
 
+    def _measure_partial_line(self, data: bytes) -> None:
+        """llhttp holds a header back until its line ends, so a never-ending one is measured here.
+
+        Where a request began inside `data` after other bytes the line is not measured until the
+        next read: the limit may be passed by up to one read's worth."""
+        newline = data.rfind(b"\n")
+        self._partial_line = len(data) - newline - 1 if newline >= 0 else self._partial_line + len(data)
+        self._grow_head(0)
+
     def _upgrade_asked(self) -> None:
         """llhttp stops at a request asking for another protocol: answer it over HTTP/1.1, then close."""
-        if not self._queue:  # CONNECT, or an upgrade with a body still to come
+        if not self._queue:  # an upgrade with a body still to come
             self._reject(400, "Protocol upgrades are not supported", "unsupported_upgrade")
             return
         request, _ = self._queue[-1]
@@ -199,6 +240,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers = {}
         self._head_bytes = 0
+        self._partial_line = 0
         self._in_head = True
         self._body_parts = []
         self._body_size = 0
@@ -206,10 +248,14 @@ class _Connection(asyncio.Protocol):
         self._received_since = self._loop.time()
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        self._grow_head(len(url))
+        self._url += url  # counted with the headers once the request line is complete
+        if len(self._url) > self._server.max_head_bytes:
+            self._stop(431, "The request head is too large", "head_too_large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._headers:
+            self._head_bytes = len(self._url)
+        self._partial_line = 0  # the line that was arriving is this one
         self._grow_head(len(name) + len(value))
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
@@ -218,13 +264,16 @@ class _Connection(asyncio.Protocol):
 
     def _grow_head(self, size: int) -> None:
         self._head_bytes += size
-        if self._head_bytes > self._server.max_head_bytes:
+        if self._head_bytes + self._partial_line > self._server.max_head_bytes:
             self._stop(431, "The request head is too large", "head_too_large")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         parser = self._parser
-        self.http11 = parser.get_http_version() == "1.1"
+        method = parser.get_method()
+        if method == b"CONNECT":  # a tunnel: not something this server does
+            self._stop(400, "CONNECT is not supported", "unsupported_upgrade")
+        http11 = parser.get_http_version() == "1.1"
         url = self._url
         if not url.startswith(b"/"):  # absolute form, or "*"
             try:
@@ -233,13 +282,16 @@ class _Connection(asyncio.Protocol):
                 self._stop(400, "The request target is not a valid URL", "bad_http")
             url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
         path, _, query = url.decode("latin-1").partition("?")
-        self._request = Request(self, parser.get_method().decode("ascii"), path, query, self._headers)
+        self._request = Request(self, method.decode("ascii"), path, query, self._headers, http11=http11)
         length = self._headers.get("content-length")
         limit = self._server.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
             self._stop(413, f"The request body is over the limit of {limit} bytes", "body_too_large")
-        if self._headers.get("expect", "").lower() == "100-continue" and self.http11:
-            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if self._headers.get("expect", "").lower() == "100-continue" and http11:
+            if self._task is None:
+                self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            else:
+                self._continue_pending = True  # not into the middle of the answer being written
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -253,6 +305,8 @@ class _Connection(asyncio.Protocol):
         assert request is not None
         self._request = None
         self._receiving = False
+        self._continue_pending = False  # the body came without it
+        self._tail_in_head = False
         parts = self._body_parts
         request.body = parts[0] if len(parts) == 1 else b"".join(parts)
         self._queue.append((request, self._parser.should_keep_alive()))
@@ -264,6 +318,7 @@ class _Connection(asyncio.Protocol):
     # -- handling ----------------------------------------------------------------------------------
     def _start_next(self) -> None:
         request, keep_alive = self._queue[0]
+        self.http11 = request.http11
         self.keep_alive = keep_alive and not self._server.closing
         self._task = self._loop.create_task(self._handle(request))
 
@@ -284,14 +339,17 @@ class _Connection(asyncio.Protocol):
         if request.stream is None:
             if response is None:
                 response = self.error_response(500, "Internal error", "internal_error")
-            self._respond(response)
+            self._respond(response, with_body=request.method != "HEAD")
         elif not request.stream.ended:
             self.keep_alive = False  # the answer is incomplete: only closing says so
         self._finished()
 
-    def _respond(self, response: Response) -> None:
+    def _respond(self, response: Response, *, with_body: bool = True) -> None:
+        if self.closed:
+            return  # the client went away while the answer was being made
         body = response.body
-        self.write(self.head(response.status, response.headers, f"Content-Length: {len(body)}\r\n") + body)
+        head = self.head(response.status, response.headers, f"Content-Length: {len(body)}\r\n")
+        self.write(head + body if with_body else head)
 
     def _finished(self) -> None:
         self._task = None
@@ -304,13 +362,24 @@ class _Connection(asyncio.Protocol):
         self.idle_since = self._loop.time()
         if self._queue:
             self._start_next()
-        elif self.transport is not None:
-            self.transport.resume_reading()
+        elif self._rejection is not None:
+            self._send_rejection()
+        else:
+            if self._continue_pending:
+                self._continue_pending = False
+                self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if self.transport is not None:
+                self.transport.resume_reading()
 
     # -- writing -----------------------------------------------------------------------------------
     def head(self, status: int, headers: dict[str, str], framing: str) -> bytes:
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        connection = "" if self.keep_alive else "Connection: close\r\n"
+        if not self.keep_alive:
+            connection = "Connection: close\r\n"
+        elif not self.http11:  # HTTP/1.0 closes unless told otherwise
+            connection = "Connection: keep-alive\r\n"
+        else:
+            connection = ""
         return (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n{self._server.date_line}"
             f"{lines}{framing}{connection}\r\n"
@@ -335,36 +404,65 @@ class _Connection(asyncio.Protocol):
         return Response(status, body, {"Content-Type": "application/json"})
 
     def _reject(self, status: int, message: str, code: str) -> None:
-        """Answer the request being received with an error and close: the stream cannot be resynced."""
-        if self._task is None and not self.closed:
-            self.keep_alive = False
-            self._respond(self.error_response(status, message, code))
-        self.close()
+        """Answer the request being received with an error, after the answers to the requests
+        before it, and close: after a request that could not be read the stream cannot be resynced."""
+        if self.closed or self._rejection is not None:
+            return
+        self._receiving = False
+        self._in_head = False
+        self._rejection = self.error_response(status, message, code)
+        if self._task is None:
+            self._send_rejection()
+        elif self.transport is not None:
+            self.transport.pause_reading()  # nothing more is read until its turn
+
+    def _send_rejection(self) -> None:
+        assert self._rejection is not None
+        self.keep_alive = False
+        self.http11 = True
+        self._respond(self._rejection)
+        self._linger()
 
     def _stop(self, status: int, message: str, code: str) -> None:
         """`_reject` from inside a parser callback: the exception stops llhttp."""
         self._reject(status, message, code)
         raise _Rejected
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
+    def _linger(self) -> None:
+        """Stop writing (FIN once the answer is out), drop what still arrives; the sweep closes."""
+        self.closed = True
+        transport = self.transport
+        if transport is None:
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self._linger_until = self._loop.time() + _LINGER_S
 
-    def abort(self) -> None:
-        """Close now, cancelling the request being handled."""
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> asyncio.Task[None] | None:
+        """Close now, cancelling the request being handled; returns its task, if any."""
         self.close()
-        if self._task is not None:
-            self._task.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+        return task
 
     # -- the sweep ---------------------------------------------------------------------------------
     def sweep(self, now: float) -> None:
-        """Close the connection if it sat idle or received a request too slowly."""
+        """Close the connection if it sat idle, received a request too slowly or lingered enough."""
         server = self._server
-        if self._receiving:
+        if self.closed:
+            if now > self._linger_until:
+                self.close()
+        elif self._receiving:
             if now - self._received_since > server.receive_timeout and self._task is None:
-                self._receiving = False
                 self._reject(408, "The request was not received in time", "request_timeout")
         elif self._task is None and not self._queue and now - self.idle_since > server.keep_alive_timeout:
             self.close()
@@ -428,7 +526,7 @@ class Server:
                 conn.sweep(now)
 
     async def close(self, grace: float) -> None:
-        """Stop accepting; let running requests finish for up to `grace` seconds; close the rest."""
+        """Stop accepting; let running requests finish for up to `grace` seconds; cancel the rest."""
         self.closing = True
         if self._server is not None:
             self._server.close()
@@ -440,8 +538,9 @@ class Server:
         deadline = self.loop.time() + grace
         while any(c.busy for c in self.connections) and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            conn.abort()
+        cancelled = [task for conn in list(self.connections) if (task := conn.abort()) is not None]
+        if cancelled:  # let them unwind (their `finally`s) before the caller tears down what they use
+            await asyncio.wait(cancelled, timeout=_CANCELLED_WAIT_S)
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._server is not None:
