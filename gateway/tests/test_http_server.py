@@ -706,6 +706,27 @@ def test_websocket_upgrade_is_answered_over_http11_then_closed():
     run(scenario())
 
 
+def test_upgrade_request_with_a_body_is_400_rather_than_handled_without_its_body():
+    calls = []
+
+    async def counting(request: Request) -> Response:
+        calls.append(request)
+        return await echo(request)
+
+    async def scenario() -> None:
+        async with serving(counting) as server:
+            client = await Client.connect(server)
+            upgrade = (
+                "Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"
+            )
+            reply = await client.request(post(b'{"model": "m"}', extra=upgrade))
+            assert_json_error(reply, 400, "unsupported_upgrade")
+            assert await client.closed_by_server()
+
+    run(scenario())
+    assert calls == []
+
+
 def test_connect_is_400_json_and_never_reaches_the_handler():
     calls = []
 

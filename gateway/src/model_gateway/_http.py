@@ -207,10 +207,8 @@ class _Connection(asyncio.Protocol):
         self._grow_head(0)
 
     def _upgrade_asked(self) -> None:
-        """llhttp stops at a request asking for another protocol: answer it over HTTP/1.1, then close."""
-        if not self._queue:  # an upgrade with a body still to come
-            self._reject(400, "Protocol upgrades are not supported", "unsupported_upgrade")
-            return
+        """llhttp stops after a request asking for another protocol (one without a body: see
+        `_refuse_tunnels`): answer it over HTTP/1.1, then close."""
         request, _ = self._queue[-1]
         self._queue[-1] = (request, False)
         if len(self._queue) == 1:
@@ -271,8 +269,9 @@ class _Connection(asyncio.Protocol):
         self._in_head = False
         parser = self._parser
         method = parser.get_method()
-        if method == b"CONNECT":  # a tunnel: not something this server does
-            self._stop(400, "CONNECT is not supported", "unsupported_upgrade")
+        headers = self._headers
+        if parser.should_upgrade():
+            self._refuse_tunnels(method, headers)
         http11 = parser.get_http_version() == "1.1"
         url = self._url
         if not url.startswith(b"/"):  # absolute form, or "*"
@@ -282,16 +281,26 @@ class _Connection(asyncio.Protocol):
                 self._stop(400, "The request target is not a valid URL", "bad_http")
             url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
         path, _, query = url.decode("latin-1").partition("?")
-        self._request = Request(self, method.decode("ascii"), path, query, self._headers, http11=http11)
-        length = self._headers.get("content-length")
+        self._request = Request(self, method.decode("ascii"), path, query, headers, http11=http11)
+        length = headers.get("content-length")
         limit = self._server.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
             self._stop(413, f"The request body is over the limit of {limit} bytes", "body_too_large")
-        if self._headers.get("expect", "").lower() == "100-continue" and http11:
+        if headers.get("expect", "").lower() == "100-continue" and http11:
             if self._task is None:
                 self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             else:
                 self._continue_pending = True  # not into the middle of the answer being written
+
+    def _refuse_tunnels(self, method: bytes, headers: dict[str, str]) -> None:
+        """Refuse CONNECT, and an upgrade asked with a body: httptools has llhttp skip that body as
+        if it were the new protocol's, so the handler would get the request without it. Other
+        upgrade requests are answered over HTTP/1.1 (`_upgrade_asked`)."""
+        if method == b"CONNECT":
+            self._stop(400, "CONNECT is not supported", "unsupported_upgrade")
+        if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+            message = "Protocol upgrades are not supported; send the request without Upgrade"
+            self._stop(400, message, "unsupported_upgrade")
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
