@@ -201,6 +201,15 @@ def test_busy_llamacpp_slots_are_read_at_every_probe(start_gateway, upstream):
     assert _probes(upstream)["/slots"] >= 4
 
 
+def test_llamacpp_slots_are_read_while_the_gateway_has_requests_there(start_gateway, upstream):
+    upstream.set("ok", chunk_delay=0.1)  # each stream takes 2 s
+    gateway = start_gateway([backend("cpu", upstream.url, ["m"])], **PROBING)
+    wait_for(lambda: _probes(upstream).get("/props", 0) >= 2)
+    before = _probes(upstream)["/slots"]
+    assert sse_events(gateway.chat(stream=True))[-1] == "[DONE]"
+    assert _probes(upstream)["/slots"] - before >= 5
+
+
 def test_real_llama_server_slots_reach_the_metrics(start_gateway, llama_tiny):
     gateway = start_gateway([backend("tiny", llama_tiny.url, ["tiny"])], **PROBING)
     wait_for(lambda: metric_value(gateway.metrics(), "ai_backend_slots", backend="tiny", state="idle") == 4)
@@ -210,8 +219,7 @@ def test_real_llama_server_slots_reach_the_metrics(start_gateway, llama_tiny):
 def test_real_llama_server_falls_asleep_while_probed_and_reports_unloaded(start_gateway, started, tiny_model):
     server = started(llama_server(tiny_model, "--sleep-idle-seconds", "1"))
     gateway = start_gateway([backend("cpu", server.url, ["tiny"])], **PROBING)
-    wait_for(lambda: metric_value(gateway.metrics(), "ai_model_loaded", model="tiny") == 1)
-    wait_for(lambda: metric_value(gateway.metrics(), "ai_model_loaded", model="tiny") == 0, seconds=10)
+    wait_for(lambda: 'ai_model_loaded{backend="cpu",model="tiny"} 0.0' in gateway.metrics(), seconds=10)
     time.sleep(1)  # five more probes of the sleeping server
     assert "entering sleeping state" in server.log()
     assert "exiting sleeping state" not in server.log()  # no probe woke it (reloading the model)
