@@ -135,9 +135,9 @@ async def _probe_ollama(pool: Pool, backend: Backend) -> ProbeReport:
     # Ollama reads "llama3.2" as "llama3.2:latest": such a name is listed as configured.
     configured = {_strip_latest(m): m for m in backend.config.models}
 
-    def name(entry: dict[str, Any]) -> str:
-        raw = str(entry.get("name") or entry.get("model"))
-        return configured.get(_strip_latest(raw), raw)
+    def name(entry: dict[str, Any]) -> str | None:
+        raw = entry.get("name") or entry.get("model")
+        return configured.get(_strip_latest(raw), raw) if isinstance(raw, str) else None
 
     loaded = {name(entry): entry for entry in running}
     listed = _names(backend, (name(entry) for entry in available))
