@@ -206,14 +206,14 @@ def test_head_within_the_limit_arriving_in_pieces_is_served():
     async def scenario() -> None:
         async with serving() as server:
             client = await Client.connect(server)
-            request = get(extra="".join(f"X-Filler-{i}: {'v' * 90}\r\n" for i in range(15)))  # ~1,500 bytes
-            assert 1400 < len(request) < MAX_HEAD
-            for start in range(0, len(request), 100):
-                await client.send(request[start : start + 100])
-                await asyncio.sleep(0.005)
+            request = get(extra=f"X-Long: {'v' * 1500}\r\nX-After: 1\r\n")  # ~1,560 bytes
+            assert len(request) < MAX_HEAD
+            for start in range(0, len(request), 500):  # the long line arrives over four reads
+                await client.send(request[start : start + 500])
+                await asyncio.sleep(0.01)
             reply = await client.reply()
             assert reply.status == 200
-            assert reply.json()["headers"]["x-filler-14"] == "v" * 90
+            assert reply.json()["headers"]["x-long"] == "v" * 1500
 
     run(scenario())
 
@@ -222,11 +222,12 @@ def test_pipelined_body_does_not_count_towards_the_next_requests_head():
     async def scenario() -> None:
         async with serving() as server:
             client = await Client.connect(server)
-            body = b"b" * 900  # no line break: all of it precedes the next head on its line
-            second = get("/second", extra=f"X-Filler: {'v' * 1200}\r\n")
-            await client.send(post(body) + second[:600])
+            body = b"b" * MAX_BODY  # no line break: all of it precedes the next request line
+            second = get("/second?q=" + "v" * 1500)  # a head of ~1,530 bytes, within the limit
+            # One read ends inside the second request line: body and that line are 2,100 bytes.
+            await client.send(post(body) + second[:1100])
             await asyncio.sleep(0.05)
-            await client.send(second[600:])
+            await client.send(second[1100:])
             assert (await client.reply()).json()["body"] == body.decode()
             assert (await client.reply()).json()["path"] == "/second"
 
@@ -427,8 +428,12 @@ def test_connection_lingering_after_an_error_answer_is_closed_by_the_sweep():
             client = await Client.connect(server)
             reply = await client.request(post(b"x" * (MAX_BODY + 1)))
             assert_json_error(reply, 413, "body_too_large")
-            await asyncio.sleep(3.2)  # the linger (2 s) and a sweep; the client sent no end of stream
+            assert len(server.connections) == 1  # lingering: the client sent no end of stream
+            started = time.monotonic()
+            while server.connections and time.monotonic() - started < 5:
+                await asyncio.sleep(0.1)
             assert server.connections == set()
+            assert 1.5 < time.monotonic() - started < 3.5  # the linger (2 s), ended by a sweep
 
     run(scenario())
 

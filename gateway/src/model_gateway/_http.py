@@ -4,8 +4,9 @@ Measured with `make bench` (see README): aiohttp's server cost about 60 us of CP
 its own, uvicorn's about 36 us; this one does only what a JSON-and-SSE proxy needs.
 
     * requests are parsed by llhttp; a request that is not valid HTTP/1.x (CR/LF in a header,
-      bad bytes, a conflicting Content-Length) is answered 400 and the connection closed; so is
-      CONNECT, and any other protocol upgrade is answered over HTTP/1.1, then the connection closed;
+      bad bytes, a conflicting Content-Length) is answered 400 and the connection closed; so are
+      CONNECT and an upgrade asked with a body (llhttp would skip the body); any other upgrade
+      request is answered over HTTP/1.1, then the connection closed;
     * the head is limited (`max_head_bytes`, 431, also while one endless line arrives) and so is
       the body (`max_body_bytes`, 413, checked against Content-Length before any body byte is read,
       and again while a chunked body arrives);
@@ -18,8 +19,9 @@ its own, uvicorn's about 36 us; this one does only what a JSON-and-SSE proxy nee
       at a time per connection, the next ones queued);
     * a handler answers with a `Response` (no body on the wire for HEAD), or streams one
       (`Request.start_stream`: chunked transfer encoding for HTTP/1.1, until close for HTTP/1.0,
-      with the transport's flow control); an exception before answering is a 500, one after the
-      stream started closes the connection without the terminating chunk;
+      with the transport's flow control); an exception before answering is a 500 (the connection
+      stays open: the request was read whole), one after the stream started closes the connection
+      without the terminating chunk;
     * the client going away cancels the handler's task;
     * a sweep once a second closes idle keep-alive connections and heads or bodies that arrive
       too slowly (408), and refreshes the Date header (no timer per request);
@@ -82,7 +84,6 @@ class Request:
         path: str,
         query: str,
         headers: dict[str, str],
-        *,
         http11: bool,
     ) -> None:
         self._conn = conn
@@ -281,7 +282,7 @@ class _Connection(asyncio.Protocol):
                 self._stop(400, "The request target is not a valid URL", "bad_http")
             url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query else b"")
         path, _, query = url.decode("latin-1").partition("?")
-        self._request = Request(self, method.decode("ascii"), path, query, headers, http11=http11)
+        self._request = Request(self, method.decode("ascii"), path, query, headers, http11)
         length = headers.get("content-length")
         limit = self._server.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
@@ -348,17 +349,17 @@ class _Connection(asyncio.Protocol):
         if request.stream is None:
             if response is None:
                 response = self.error_response(500, "Internal error", "internal_error")
-            self._respond(response, with_body=request.method != "HEAD")
+            self._respond(response, request.method == "HEAD")
         elif not request.stream.ended:
             self.keep_alive = False  # the answer is incomplete: only closing says so
         self._finished()
 
-    def _respond(self, response: Response, *, with_body: bool = True) -> None:
+    def _respond(self, response: Response, head_only: bool = False) -> None:
         if self.closed:
             return  # the client went away while the answer was being made
         body = response.body
         head = self.head(response.status, response.headers, f"Content-Length: {len(body)}\r\n")
-        self.write(head + body if with_body else head)
+        self.write(head if head_only else head + body)
 
     def _finished(self) -> None:
         self._task = None
