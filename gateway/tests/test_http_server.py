@@ -676,6 +676,42 @@ def test_slow_reader_makes_stream_writes_wait_and_reading_resumes_them():
     run(scenario())
 
 
+def test_client_reading_nothing_for_send_timeout_is_disconnected_and_the_handler_cancelled():
+    cancelled = asyncio.Event()
+
+    async def firehose(request: Request) -> None:
+        stream = request.start_stream(200, {})
+        try:
+            while True:
+                await stream.write(b"x" * 65536)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def scenario() -> None:
+        async with serving(firehose, send_timeout=0.5) as server:
+            client = await Client.connect(server)
+            await client.send(get())
+            await asyncio.wait_for(cancelled.wait(), SWEEP_WAIT_S)
+            assert server.connections == set()
+
+    run(scenario())
+
+
+def test_unread_whole_answer_is_dropped_after_send_timeout():
+    async def big(request: Request) -> Response:
+        return Response(200, b"x" * 30_000_000)  # far more than the socket buffers hold
+
+    async def scenario() -> None:
+        async with serving(big, send_timeout=0.5) as server:
+            client = await Client.connect(server)
+            await client.send(get())
+            await asyncio.sleep(SWEEP_WAIT_S)  # the client reads nothing
+            assert server.connections == set()
+
+    run(scenario())
+
+
 # -- request targets and protocols ----------------------------------------------------------------
 def test_absolute_form_target_gives_path_and_query():
     async def scenario() -> None:

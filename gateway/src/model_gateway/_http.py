@@ -22,9 +22,11 @@ its own, uvicorn's about 36 us; this one does only what a JSON-and-SSE proxy nee
       with the transport's flow control); an exception before answering is a 500 (the connection
       stays open: the request was read whole), one after the stream started closes the connection
       without the terminating chunk;
-    * the client going away cancels the handler's task;
+    * the client going away cancels the handler's task; so does a client that takes nothing of
+      its answer for `send_timeout` while the transport's buffer is full (it is disconnected);
     * a sweep once a second closes idle keep-alive connections and heads or bodies that arrive
-      too slowly (408), and refreshes the Date header (no timer per request);
+      too slowly (408), disconnects clients that stopped reading, and refreshes the Date header
+      (no timer per request);
     * `close()` stops accepting, closes idle connections, lets running requests finish within a
       grace period, then cancels what is left and waits for it to unwind.
 
@@ -168,6 +170,7 @@ class _Connection(asyncio.Protocol):
         self.http11 = True  # of the request being answered
         self.keep_alive = True
         self.write_paused = False
+        self._paused_since = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
         self.closed = False  # no more HTTP on this connection (its socket may still linger)
         self._linger_until = 0.0
@@ -228,6 +231,7 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._paused_since = self._loop.time()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -466,9 +470,16 @@ class _Connection(asyncio.Protocol):
 
     # -- the sweep ---------------------------------------------------------------------------------
     def sweep(self, now: float) -> None:
-        """Close the connection if it sat idle, received a request too slowly or lingered enough."""
+        """Close the connection if it sat idle, received a request too slowly, lingered enough, or
+        if its client stopped reading."""
         server = self._server
-        if self.closed:
+        if self.write_paused and now - self._paused_since > server.send_timeout:
+            # Nothing of the answer was taken for that long: drop it, with what is still buffered
+            # (a plain close would wait for the buffer to drain, for ever); the handler is cancelled.
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+        elif self.closed:
             if now > self._linger_until:
                 self.close()
         elif self._receiving:
@@ -498,6 +509,7 @@ class Server:
         max_head_bytes: int = 64 * 1024,
         keep_alive_timeout: float = 75.0,
         receive_timeout: float = 60.0,
+        send_timeout: float = 60.0,
     ) -> None:
         self.handler = handler
         self.error_body = error_body
@@ -505,6 +517,7 @@ class Server:
         self.max_head_bytes = max_head_bytes
         self.keep_alive_timeout = keep_alive_timeout
         self.receive_timeout = receive_timeout
+        self.send_timeout = send_timeout
         self.loop = asyncio.get_running_loop()
         self.connections: set[_Connection] = set()
         self.closing = False
