@@ -49,6 +49,17 @@ async def echo(request: Request) -> Response:
     return Response(200, json.dumps(seen).encode(), {"Content-Type": "application/json"})
 
 
+class RecordingEcho:
+    """`echo`, keeping the requests it was given."""
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+
+    async def __call__(self, request: Request) -> Response:
+        self.requests.append(request)
+        return await echo(request)
+
+
 def run(scenario: Coroutine[Any, Any, None]) -> None:
     """Run `scenario` on uvloop with a deadline; fail on any error the loop saw unhandled."""
     unhandled: list[dict[str, Any]] = []
@@ -104,8 +115,8 @@ class Client:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def reply(self, *, close_delimited: bool = False) -> Reply:
-        return await asyncio.wait_for(self._reply(close_delimited), PROMPT_S)
+    async def reply(self, *, close_delimited: bool = False, within: float = PROMPT_S) -> Reply:
+        return await asyncio.wait_for(self._reply(close_delimited), within)
 
     async def _reply(self, close_delimited: bool) -> Reply:
         head = (await self.reader.readuntil(b"\r\n\r\n"))[:-4]
@@ -234,24 +245,17 @@ def test_pipelined_body_does_not_count_towards_the_next_requests_head():
     run(scenario())
 
 
-def test_head_arriving_slower_than_receive_timeout_is_408():
+@pytest.mark.parametrize(
+    "part_sent",
+    [b"GET / HTTP/1.1\r\nHost: te", post(b"0123456789")[:-5]],
+    ids=["head", "body"],  # half a head; a whole head and half the body
+)
+def test_request_arriving_slower_than_receive_timeout_is_408(part_sent):
     async def scenario() -> None:
         async with serving(receive_timeout=0.5) as server:
             client = await Client.connect(server)
-            await client.send(b"GET / HTTP/1.1\r\nHost: te")
-            reply = await asyncio.wait_for(client._reply(False), SWEEP_WAIT_S)
-            assert_json_error(reply, 408, "request_timeout")
-            assert await client.closed_by_server()
-
-    run(scenario())
-
-
-def test_body_arriving_slower_than_receive_timeout_is_408():
-    async def scenario() -> None:
-        async with serving(receive_timeout=0.5) as server:
-            client = await Client.connect(server)
-            await client.send(post(b"0123456789")[:-5])  # the head and half the body
-            reply = await asyncio.wait_for(client._reply(False), SWEEP_WAIT_S)
+            await client.send(part_sent)
+            reply = await client.reply(within=SWEEP_WAIT_S)
             assert_json_error(reply, 408, "request_timeout")
             assert await client.closed_by_server()
 
@@ -279,7 +283,7 @@ def test_connection_busy_past_both_timeouts_is_not_closed():
         async with serving(slow, keep_alive_timeout=0.5, receive_timeout=0.5) as server:
             client = await Client.connect(server)
             await client.send(get("/slow"))
-            reply = await asyncio.wait_for(client._reply(False), SWEEP_WAIT_S + 1)
+            reply = await client.reply(within=SWEEP_WAIT_S + 1)
             assert (reply.status, reply.body) == (200, b"done")
             assert "connection" not in reply.headers
             assert (await client.request(get())).status == 200  # and it is still open
@@ -669,7 +673,7 @@ def test_slow_reader_makes_stream_writes_wait_and_reading_resumes_them():
             assert connection.transport is not None
             # What waits in the process is the transport's high-water mark, not the whole answer.
             assert connection.transport.get_write_buffer_size() < 1024 * 1024
-            reply = await asyncio.wait_for(client._reply(False), 10)
+            reply = await client.reply(within=10)
             assert len(reply.body) == total * len(piece)
             assert written == total
 
@@ -715,22 +719,17 @@ def test_unread_whole_answer_is_dropped_after_send_timeout():
 
 
 # -- request targets and protocols ----------------------------------------------------------------
-def test_absolute_form_target_gives_path_and_query():
+@pytest.mark.parametrize(
+    ("target", "path", "query"),
+    [("http://example.com/health?x=1", "/health", "x=1"), ("/v1/models?a=1&b=2", "/v1/models", "a=1&b=2")],
+    ids=["absolute_form", "origin_form"],
+)
+def test_request_target_gives_path_and_query(target, path, query):
     async def scenario() -> None:
         async with serving() as server:
             client = await Client.connect(server)
-            seen = (await client.request(get("http://example.com/health?x=1"))).json()
-            assert (seen["path"], seen["query"]) == ("/health", "x=1")
-
-    run(scenario())
-
-
-def test_origin_form_target_gives_path_and_query():
-    async def scenario() -> None:
-        async with serving() as server:
-            client = await Client.connect(server)
-            seen = (await client.request(get("/v1/models?a=1&b=2"))).json()
-            assert (seen["path"], seen["query"]) == ("/v1/models", "a=1&b=2")
+            seen = (await client.request(get(target))).json()
+            assert (seen["path"], seen["query"]) == (path, query)
 
     run(scenario())
 
@@ -750,14 +749,10 @@ def test_websocket_upgrade_is_answered_over_http11_then_closed():
 
 
 def test_upgrade_request_with_a_body_is_400_rather_than_handled_without_its_body():
-    calls = []
-
-    async def counting(request: Request) -> Response:
-        calls.append(request)
-        return await echo(request)
+    handler = RecordingEcho()
 
     async def scenario() -> None:
-        async with serving(counting) as server:
+        async with serving(handler) as server:
             client = await Client.connect(server)
             upgrade = (
                 "Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"
@@ -767,18 +762,14 @@ def test_upgrade_request_with_a_body_is_400_rather_than_handled_without_its_body
             assert await client.closed_by_server()
 
     run(scenario())
-    assert calls == []
+    assert handler.requests == []
 
 
 def test_connect_is_400_json_and_never_reaches_the_handler():
-    calls = []
-
-    async def counting(request: Request) -> Response:
-        calls.append(request)
-        return await echo(request)
+    handler = RecordingEcho()
 
     async def scenario() -> None:
-        async with serving(counting) as server:
+        async with serving(handler) as server:
             for target in ("example.com:443", "/tunnel"):
                 client = await Client.connect(server)
                 reply = await client.request(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
@@ -786,7 +777,7 @@ def test_connect_is_400_json_and_never_reaches_the_handler():
                 assert await client.closed_by_server()
 
     run(scenario())
-    assert calls == []
+    assert handler.requests == []
 
 
 def test_head_request_gets_the_headers_and_no_body():
