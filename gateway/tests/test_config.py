@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest
 from model_gateway import ConfigError, load_settings
+from utils import backend
 
 BACKENDS = json.dumps(
     [{"name": "cpu", "url": "http://10.0.0.3:8080", "kind": "llamacpp", "models": ["smol"]}]
@@ -18,6 +21,8 @@ def test_defaults_follow_the_contract():
     assert (settings.host, settings.port, settings.metrics) == ("0.0.0.0", 8080, True)
     assert settings.api_keys == frozenset({"k1", "k2"})
     assert settings.backends[0].priority == 0 and settings.backends[0].weight == 1
+    # Idle client connections outlive the front end's 600 s, so the proxy in front closes first.
+    assert settings.client_keep_alive > 600
 
 
 def test_yaml_file_is_read_and_the_environment_wins(tmp_path):
@@ -86,6 +91,7 @@ def test_yaml_file_is_read_and_the_environment_wins(tmp_path):
         ({"PORT": "eighty"}, "PORT"),
         ({"GATEWAY_METRICS": "maybe"}, "GATEWAY_METRICS"),
         ({"GATEWAY_IDLE_TIMEOUT_S": "0"}, "GATEWAY_IDLE_TIMEOUT_S"),
+        ({"GATEWAY_CLIENT_KEEP_ALIVE_S": "0"}, "GATEWAY_CLIENT_KEEP_ALIVE_S"),
     ],
     ids=[
         "no-keys",
@@ -100,6 +106,7 @@ def test_yaml_file_is_read_and_the_environment_wins(tmp_path):
         "port-not-a-number",
         "bool-not-a-bool",
         "zero-timeout",
+        "zero-keep-alive",
     ],
 )
 def test_bad_setting_is_refused_naming_it(override, named):
@@ -115,3 +122,13 @@ def test_backend_keys_never_appear_in_the_settings_repr():
     settings = load_settings({**BASE, "GATEWAY_BACKENDS": backends})
     assert "sk-1" not in repr(settings)
     assert "k1" not in repr(settings)
+
+
+def test_client_keep_alive_setting_reaches_the_server(start_gateway, upstream):
+    gateway = start_gateway([backend("fake", upstream.url, ["m"])], GATEWAY_CLIENT_KEEP_ALIVE_S="1")
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as conn:
+        conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv(65536).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()
+        assert conn.recv(1) == b""  # the gateway closed the idle connection
+        assert 0.9 < time.monotonic() - started < 5  # after the setting's 1 s (the sweep runs every second)

@@ -77,6 +77,10 @@ class Settings:
     breaker_failures: int = 3
     breaker_cooldown: float = 30.0
     probe_interval: float = 15.0
+    # Longer than the idle timeout of the proxies in front (Google's front ends keep idle
+    # connections to backends for 600 s): whoever closes an idle connection first should be the
+    # proxy, or a request it sends at that moment fails.
+    client_keep_alive: float = 620.0
     access_log: bool = True
     log_level: str = "INFO"
     gcp_project: str | None = None
@@ -256,6 +260,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "GATEWAY_BREAKER_COOLDOWN_S", get("GATEWAY_BREAKER_COOLDOWN_S", "30"), float, 0
         ),
         probe_interval=_number("GATEWAY_PROBE_INTERVAL_S", get("GATEWAY_PROBE_INTERVAL_S", "15"), float, 0),
+        client_keep_alive=_number(
+            "GATEWAY_CLIENT_KEEP_ALIVE_S", get("GATEWAY_CLIENT_KEEP_ALIVE_S", "620"), float, 1
+        ),
         access_log=_bool("GATEWAY_ACCESS_LOG", get("GATEWAY_ACCESS_LOG", "true")),
         log_level=log_level,
         gcp_project=get("GOOGLE_CLOUD_PROJECT", "") or None,

@@ -22,7 +22,12 @@ SHUTDOWN_TIMEOUT_S = 8.0
 
 async def serve(settings: Settings) -> None:
     gateway = Gateway(settings)
-    server = Server(gateway.handle, error_body, max_body_bytes=settings.max_body_bytes)
+    server = Server(
+        gateway.handle,
+        error_body,
+        max_body_bytes=settings.max_body_bytes,
+        keep_alive_timeout=settings.client_keep_alive,
+    )
     gateway.start()
     await server.start(settings.host, settings.port)
     stop = asyncio.Event()
