@@ -303,6 +303,8 @@ def test_llama_server_behind_nginx_tls_answers_over_one_connection(nginx_tls, st
         )
     )
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    # nginx logs a request once it is finished, which may be just after the client has read it all.
+    wait_for(lambda: len(nginx_tls.proxied()) >= 2)
     proxied = nginx_tls.proxied()
     assert [(r.method, r.path, r.status) for r in proxied] == [("POST", "/v1/chat/completions", 200)] * 2
     assert len({r.connection for r in proxied}) == 1

@@ -173,8 +173,9 @@ class Gateway:
             )
         if not check(payload[field]):
             raise BadRequest(f"'{field}' must be {expected}", param=field, code="invalid_type")
-        for name, (ok, what) in _OPTIONAL.items():
-            if name in payload and not ok(payload[name]):
+        for name in _OPTIONAL.keys() & payload.keys():
+            ok, what = _OPTIONAL[name]
+            if not ok(payload[name]):
                 raise BadRequest(f"'{name}' must be {what}", param=name, code="invalid_type")
 
     # -- routes ----------------------------------------------------------------------------------

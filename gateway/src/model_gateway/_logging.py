@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from json.encoder import encode_basestring_ascii as _json_quote  # what json.dumps does for a str
 from typing import Any, TextIO
 
 _FIELDS = (
@@ -131,7 +132,7 @@ class AccessLog:
         quote = self._json_string
         line = _REQUEST_LINE % (
             timestamp(time.time()),
-            json.dumps(request_id),
+            _json_quote(request_id),
             quote(endpoint),
             quote(model),
             quote(backend),
@@ -141,9 +142,9 @@ class AccessLog:
             float(latency_ms),
         )
         if trace is not None:
-            line += ', "logging.googleapis.com/trace": ' + json.dumps(trace)
+            line += ', "logging.googleapis.com/trace": ' + _json_quote(trace)
         if error is not None:
-            line += ', "error": ' + json.dumps(error)
+            line += ', "error": ' + _json_quote(error)
         self._lines.append(line + "}")
         if len(self._lines) >= self._max_lines:
             self.flush()
