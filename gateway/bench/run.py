@@ -201,24 +201,42 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def main() -> None:
-    for tool in ("nginx", "wrk", "taskset"):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} is missing: run `make setup`")
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+def start_mock(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    """The mock upstream on LOAD_CPU: a fixed chat completion, or the SSE stream with X-Bench-Stream."""
     (workdir / "completion.json").write_text(_completion())
     (workdir / "stream.sse").write_text(_stream())
-    mock_port, pass_port = _free_port(), _free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        mock_server = f"""
+    server = f"""
     location = /v1/chat/completions {{
       if ($http_x_bench_stream) {{ rewrite ^ /stream last; }}
       default_type application/json; alias {workdir}/completion.json;
     }}
     location = /stream {{ internal; default_type text/event-stream; alias {workdir}/stream.sse; }}
     error_page 405 =200 $uri;"""
-        procs.append(_start_nginx(workdir, LOAD_CPU, mock_port, "mock", mock_server))
+    return _start_nginx(workdir, LOAD_CPU, port, "mock", server)
+
+
+def gateway_env(port: int, mock: str) -> dict[str, str]:
+    """The gateway's settings for the benchmark: one `openai` backend, the mock; key KEY."""
+    backends = [{"name": "mock", "url": mock, "kind": "openai", "models": ["bench", "bench-stream"]}]
+    return {
+        **os.environ,
+        "PORT": str(port),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_BACKENDS": json.dumps(backends),
+        "GATEWAY_API_KEYS": KEY,
+        "GATEWAY_PROBE_INTERVAL_S": "15",
+    }
+
+
+def main() -> None:
+    for tool in ("nginx", "wrk", "taskset"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing: run `make setup`")
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    mock_port, pass_port = _free_port(), _free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(start_mock(workdir, mock_port))
         pass_server = """location / { proxy_pass http://mock; proxy_http_version 1.1;
       proxy_set_header Connection ""; proxy_buffering off; }"""
         upstream = f"upstream mock {{ server 127.0.0.1:{mock_port}; keepalive 128; }}"
@@ -253,15 +271,7 @@ def main() -> None:
         _wait_port(port, proc)
         targets["bare gateway stack"] = (f"http://127.0.0.1:{port}", proc.pid)
         port = _free_port()
-        backends = [{"name": "mock", "url": mock, "kind": "openai", "models": ["bench", "bench-stream"]}]
-        env = {
-            **os.environ,
-            "PORT": str(port),
-            "GATEWAY_HOST": "127.0.0.1",
-            "GATEWAY_BACKENDS": json.dumps(backends),
-            "GATEWAY_API_KEYS": KEY,
-            "GATEWAY_PROBE_INTERVAL_S": "15",
-        }
+        env = gateway_env(port, mock)
         started = time.monotonic()
         gateway = subprocess.Popen(
             ["taskset", "-c", PROXY_CPU, sys.executable, "-m", "model_gateway"],

@@ -231,7 +231,7 @@ class Gateway:
                     status=outcome.status,
                     stream=stream,
                     attempts=outcome.attempts,
-                    latency_ms=round(elapsed * 1000, 2),
+                    latency_ms=elapsed * 1000,
                     trace=trace,
                     error=outcome.error,
                 )
