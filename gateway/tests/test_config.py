@@ -92,6 +92,14 @@ def test_yaml_file_is_read_and_the_environment_wins(tmp_path):
         ({"GATEWAY_METRICS": "maybe"}, "GATEWAY_METRICS"),
         ({"GATEWAY_IDLE_TIMEOUT_S": "0"}, "GATEWAY_IDLE_TIMEOUT_S"),
         ({"GATEWAY_CLIENT_KEEP_ALIVE_S": "0"}, "GATEWAY_CLIENT_KEEP_ALIVE_S"),
+        (
+            {
+                "GATEWAY_BACKENDS": json.dumps(
+                    [{"name": "x", "url": "http://h:8080/v?a=1", "kind": "openai", "models": ["m"]}]
+                )
+            },
+            "GATEWAY_BACKENDS[0].url",
+        ),
     ],
     ids=[
         "no-keys",
@@ -107,12 +115,21 @@ def test_yaml_file_is_read_and_the_environment_wins(tmp_path):
         "bool-not-a-bool",
         "zero-timeout",
         "zero-keep-alive",
+        "url-with-query",
     ],
 )
 def test_bad_setting_is_refused_naming_it(override, named):
     with pytest.raises(ConfigError) as raised:
         load_settings({**BASE, **override})
     assert named in str(raised.value)
+
+
+def test_credentials_in_a_backend_url_are_refused_without_echoing_them():
+    backends = json.dumps([{"name": "x", "url": "https://user:s3cret@h", "kind": "openai", "models": ["m"]}])
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**BASE, "GATEWAY_BACKENDS": backends})
+    assert "GATEWAY_BACKENDS[0].url" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
 
 
 def test_backend_keys_never_appear_in_the_settings_repr():

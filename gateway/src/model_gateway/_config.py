@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -129,8 +130,11 @@ def _backend(index: int, raw: Any) -> BackendConfig:
     if not isinstance(name, str) or not _BACKEND_NAME.match(name):
         raise ConfigError(f"{key}.name={name!r}: expected letters, digits, '_', '.', '-' (1-63 chars)")
     url = raw.get("url")
-    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", url):
-        raise ConfigError(f"{key}.url={url!r}: expected an http(s) base URL")
+    if isinstance(url, str) and "@" in urlsplit(url).netloc:
+        # Not echoed: the URL holds a secret. The gateway sends `api_key` as a bearer token instead.
+        raise ConfigError(f"{key}.url: credentials in the URL are not supported; use the backend's api_key")
+    if not isinstance(url, str) or not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", url):
+        raise ConfigError(f"{key}.url={url!r}: expected an http(s) base URL (no query or fragment)")
     url = url.rstrip("/")
     if url.endswith("/v1"):
         raise ConfigError(f"{key}.url={url!r}: give the server's base URL without /v1")

@@ -31,8 +31,6 @@ log = logging.getLogger("model_gateway.proxy")
 _DONE = b"data: [DONE]"
 _TAIL_BYTES = 4096
 _USER_AGENT = "User-Agent: model-gateway\r\n"
-# Upstream 4xx answers that are the client's fault: passed through, no failover, no cooldown.
-_PASS_THROUGH_STATUSES = frozenset(range(400, 500)) - {408, 429}
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _USAGE_KEY = b'"usage"'
 _JSON = json.JSONDecoder()
@@ -272,6 +270,8 @@ class Forwarder:
                     return Failure(
                         "upstream_429", f"upstream answered 429 (Retry-After {wait:g}s)", wait, passed
                     )
+                # Any other answer is passed through: a 2xx, or a 4xx that is the client's fault (no
+                # failover, no cooldown; the breaker counts it as the backend working).
                 if not (call.stream and status == 200 and content_type.startswith("text/event-stream")):
                     body = await upstream.read()
                     if status == 200:
