@@ -10,10 +10,10 @@ RUN := source scripts/lib.sh && activate_venv &&
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: ## install everything the project needs (apt, venv, collections, llama-server, test image)
+setup: ## install everything the project needs (apt, venv, collections, llama-server, test and VM images)
 	@[ -n "$(SETUP_DONE)" ] || scripts/setup.sh
 
-up: setup ## run site.yml on the local target (a systemd host in podman, local gateway and Worker)
+up: setup ## run site.yml on the local target (not built yet: it says what it lacks)
 	@$(RUN) ansible-playbook site.yml -e target=local
 
 test: setup ## lint, then every test suite
@@ -40,8 +40,9 @@ test-vm: setup ## testinfra over SSH against a QEMU Debian VM
 bench: setup ## benchmarks: gateway vs nginx vs direct; Worker vs pass-through
 	@$(RUN) scripts/bench.sh
 
-destroy: setup ## remove everything site.yml created (asks for project_id and confirmation)
-	@$(RUN) ansible-playbook playbooks/destroy.yml
+destroy: setup ## remove everything site.yml created: make destroy project_id=X destroy_confirm=X (else it asks)
+	@$(RUN) ansible-playbook playbooks/destroy.yml $(if $(project_id),-e project_id=$(project_id)) \
+		$(if $(destroy_confirm),-e destroy_confirm=$(destroy_confirm))
 
-lock: ## rewrite requirements/constraints.txt from a fresh install of requirements/*.txt
+lock: ## rewrite requirements/constraints.txt from a fresh install of requirements/*.txt and gateway/
 	@scripts/lock.sh

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make test-vm: the host roles on a real (emulated) Debian 12 VM, checked over SSH by the same
 # tests/testinfra files Molecule uses. QEMU with TCG boots the cached image (make setup,
-# scripts/setup.d/55-vm-image.sh) from a throw-away overlay; playbooks/hosts.yml installs Ollama
-# (the stand-in archive, CPU), llama.cpp from the prebuilt archive and the exporter, as on GCE.
+# scripts/setup.d/55-vm-image.sh) from a throw-away overlay; playbooks/hosts.yml installs llama.cpp
+# from the prebuilt archive and the exporter, as on GCE (the VM is in the llamacpp group only).
 # KEEP=1 leaves the VM running afterwards (ssh -F build/vm/ssh_config llm-canary-vm).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

@@ -52,7 +52,7 @@ class Cloud:
             self.fake = FakeGcp()
             if not new_project:
                 project = self.fake.platform.add_project(PROJECT)
-                project.policy["bindings"].append(dict(CONDITIONAL_BINDING))
+                project.policy["bindings"].append(copy.deepcopy(CONDITIONAL_BINDING))
         else:
             self.fake = FakeGcp(
                 compute_state=copy.deepcopy(snapshot.compute_state), platform=copy.deepcopy(snapshot.platform)
@@ -64,7 +64,9 @@ class Cloud:
             **self.running.client_environment(),
             "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         }
-        self.env.pop("GCP_PROJECT", None)
+        # The caller's own project and Cloudflare account must not leak into a run against the fake.
+        for name in ("GCP_PROJECT", "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_TOKEN"):
+            self.env.pop(name, None)
 
     def play(self, playbook: str, *extra: str, check: bool = False, **variables: Any) -> PlayResult:
         base = {

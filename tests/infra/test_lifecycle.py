@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import PROJECT, Cloud
+from conftest import CONDITIONAL_BINDING, PROJECT, Cloud
+
+from tests.fakes.gcp._platform import OWNER
 
 VM = "llm-canary-llamacpp-1"
 
@@ -69,3 +71,6 @@ def test_destroy_leaves_nothing_behind(deployed_cloud: Cloud) -> None:
     assert cloud.fake.platform.projects[PROJECT].service_accounts == {}
     policy = cloud.fake.platform.projects[PROJECT].policy
     assert not [b for b in policy["bindings"] if any("llm-canary-vm@" in m for m in b["members"])]
+    # Revoking touches no one else's binding, conditional or not.
+    assert CONDITIONAL_BINDING in policy["bindings"]
+    assert OWNER in policy["bindings"]

@@ -112,6 +112,7 @@ def test_account_and_token_come_from_the_environment(cloudflare):
     assert code == 0, output
     assert counts["changed"] == 1
     assert "llm-canary-edge" in cloudflare.scripts
+    assert TOKEN not in output
 
 
 def test_check_mode_reports_the_change_and_deploys_nothing(cloudflare):
@@ -120,6 +121,9 @@ def test_check_mode_reports_the_change_and_deploys_nothing(cloudflare):
     assert counts["changed"] == 1
     assert cloudflare.scripts == {}
     assert [r.method for r in cloudflare.requests if r.method != "GET"] == []
+    # --diff is where a secret would most likely show.
+    for secret in (GATEWAY_KEY, JWT_SECRET, TOKEN):
+        assert secret not in output
 
 
 def test_secrets_never_reach_the_output(cloudflare):

@@ -21,7 +21,7 @@ class Project:
     services: set[str] = field(default_factory=set)
     service_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Project IAM policy, as last written; `writes` makes the etag change with every write.
-    policy: dict[str, Any] = field(default_factory=lambda: {"version": 1, "bindings": [dict(OWNER)]})
+    policy: dict[str, Any] = field(default_factory=lambda: {"version": 1, "bindings": [copy.deepcopy(OWNER)]})
     writes: int = 0
 
 
