@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Cloud
+from conftest import PROJECT, Cloud
 
 INSTANCES = r"/zones/us-central1-a/instances$"
 
@@ -75,3 +75,24 @@ def test_unavailable_for_good_gives_up_with_the_status(cloud: Cloud) -> None:
     result = cloud.play("playbooks/infra.yml", "-e", '{"infra_api_retries": 1}')
     assert result.rc != 0
     assert "HTTP 503 (backendError): The service is currently unavailable." in said(result.output)
+
+
+SET_IAM_POLICY = r":setIamPolicy$"
+
+
+def test_iam_policy_changed_by_someone_else_is_read_again_and_written(cloud: Cloud) -> None:
+    cloud.fake.inject("POST", SET_IAM_POLICY, 409, "aborted", "There were concurrent policy changes.")
+    cloud.apply(enable_ollama_vm=False)
+    iam_calls = [r.path.rpartition(":")[2] for r in cloud.fake.requests if "IamPolicy" in r.path]
+    assert iam_calls == ["getIamPolicy", "setIamPolicy", "getIamPolicy", "setIamPolicy"]
+    policy = cloud.fake.platform.projects[PROJECT].policy
+    assert [b for b in policy["bindings"] if any("llm-canary-vm@" in m for m in b["members"])]
+
+
+def test_iam_policy_that_keeps_changing_gives_up_saying_so(cloud: Cloud) -> None:
+    cloud.fake.inject(
+        "POST", SET_IAM_POLICY, 409, "aborted", "There were concurrent policy changes.", times=99
+    )
+    result = cloud.play("playbooks/infra.yml")
+    assert result.rc != 0
+    assert "kept changing" in said(result.output)
