@@ -49,6 +49,7 @@ Host llm-canary-vm
 CONF
 until ssh -F "$run/ssh_config" -o ConnectTimeout=5 llm-canary-vm true 2>/dev/null; do
   [ $((SECONDS - start)) -lt 240 ] || { tail -30 "$run/console.log"; die "the VM did not answer ssh in 240 s"; }
+  kill -0 "$(cat "$run/qemu.pid")" 2>/dev/null || { tail -30 "$run/console.log"; die "QEMU exited before the VM answered ssh"; }
   sleep 2
 done
 log "VM up after $((SECONDS - start)) s"
