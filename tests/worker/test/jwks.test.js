@@ -100,6 +100,29 @@ describe("JWKS from JWT_JWKS_URL", () => {
     assert.equal(jwksFetches(), 2);
   });
 
+  test("an isolate that meets a new kid just after another isolate refreshed takes the stored keys", async () => {
+    const first = await worker();
+    const second = await worker();
+    assert.equal((await call(first, published[0])).status, 200);
+    await cacheSettled(first, `${jwksHost.url}/jwks.json`);
+    assert.equal((await call(second, published[0])).status, 200); // k1 from the Cache API
+    assert.equal(jwksFetches(), 1);
+    published.push(await signingKey("k2"));
+    assert.equal((await call(first, published[1])).status, 200); // refreshes, stores k1 and k2
+    assert.equal(jwksFetches(), 2);
+    // Wait until the first isolate's cooldown marker and refreshed keys (waitUntil writes) have landed.
+    const cache = (await first.mf.getCaches()).default;
+    const url = encodeURIComponent(`${jwksHost.url}/jwks.json`);
+    const landed = async () =>
+      (await cache.match(`https://jwks.llm-canary.invalid/refreshed?url=${url}`)) &&
+      (await (await cache.match(`https://jwks.llm-canary.invalid/keys?url=${url}`))?.text())?.includes('"k2"');
+    for (let attempt = 0; attempt < 100 && !(await landed()); attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal((await call(second, published[1])).status, 200, "the second isolate took the refreshed keys");
+    assert.equal(jwksFetches(), 2, "within the cooldown the JWKS host is not asked again");
+  });
+
   test("a flood of unknown kids refreshes at most once per cooldown", async () => {
     const instance = await worker();
     assert.equal((await call(instance, published[0])).status, 200);
