@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Observability's test tools: Debian's Prometheus (the server the dashboard test starts on
+# loopback, and promtool, which checks and unit-tests observability/prometheus/). The package's
+# own service is never started here (no systemd as PID 1); the tests run the binary themselves.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+
+apt_ensure prometheus
+command -v promtool >/dev/null || die "promtool missing after installing prometheus"
