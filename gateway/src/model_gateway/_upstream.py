@@ -8,6 +8,14 @@ Errors, all subclasses of `UpstreamError` (deliberately not OSError, so that a f
 is never mistaken for the client going away):
     ConnectFailed      the TCP (or TLS) connection could not be made, or not in time
     UpstreamClosed     the connection broke or the answer was not valid HTTP/1.1
+
+What a backend sends is checked before any of it can reach a client: the status line (HTTP/1.x,
+a status of 100-599), every header line (no CR, LF or NUL inside one, a name without whitespace),
+the framing (one valid Content-Length, not together with Transfer-Encoding; valid chunk sizes).
+Interim answers (1xx) are skipped; 204, 304 and answers to HEAD have no body. A connection whose
+answer broke any of that is closed, never reused. Reading stops while more than `_HIGH_WATER`
+bytes wait unread (the body is not being taken, e.g. its client reads slowly) and resumes below
+`_LOW_WATER`, so a fast backend is held back by TCP instead of by the gateway's memory.
 """
 
 from __future__ import annotations
@@ -18,6 +26,14 @@ from urllib.parse import urlsplit
 
 _MAX_HEAD = 64 * 1024
 _MAX_IDLE = 256
+_HIGH_WATER = 64 * 1024
+_LOW_WATER = 16 * 1024
+# A backend sending interim (1xx) answers without end is broken, not slow.
+_MAX_INTERIM = 32
+# A chunk-size line, with extensions: longer is not a chunked body.
+_MAX_CHUNK_LINE = 4096
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class UpstreamError(Exception):
@@ -45,13 +61,27 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        if len(self.buffer) > _HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
         self._wake()
+
+    def taken(self) -> None:
+        """Bytes were taken from the buffer: read again once it is low."""
+        if self._paused and len(self.buffer) < _LOW_WATER:
+            self._resume()
+
+    def _resume(self) -> None:
+        self._paused = False
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         self.closed = True
@@ -71,6 +101,8 @@ class _Connection(asyncio.Protocol):
         """Wait for more bytes; raise UpstreamClosed if none can come."""
         if self.closed:
             raise UpstreamClosed(f"connection closed by the backend ({self.error or 'EOF'})")
+        if self._paused:
+            self._resume()  # more is needed than the buffer holds
         self._waiter = asyncio.get_running_loop().create_future()
         try:
             await self._waiter
@@ -86,14 +118,25 @@ class _Connection(asyncio.Protocol):
 class Response:
     """Status and headers of an upstream answer; the body is read with `read()` or `readany()`."""
 
-    def __init__(self, pool: Pool, conn: _Connection, status: int, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        conn: _Connection,
+        status: int,
+        headers: dict[str, str],
+        *,
+        chunked: bool,
+        length: int | None,
+    ) -> None:
         self._pool = pool
         self._conn = conn
         self.status = status
         self.headers = headers  # names in lower case
-        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        length = headers.get("content-length")
-        self._remaining = int(length) if length is not None and not self._chunked else None
+        self._chunked = chunked
+        # Bytes of body still to come; None: chunked, or delimited by the connection closing.
+        self._remaining = length
+        # The body's size when the head said it (Content-Length, or none at all).
+        self.length = length
         self._chunk_left = 0  # bytes left in the current chunk (chunked framing)
         self._done = self._remaining == 0
         self._keep_alive = headers.get("connection", "").lower() != "close"
@@ -130,10 +173,17 @@ class Response:
             size = len(buffer) if self._remaining is None else min(len(buffer), self._remaining)
             piece = bytes(buffer[:size])
             del buffer[:size]
+            self._conn.taken()
             if self._remaining is not None:
                 self._remaining -= size
                 self._done = self._remaining == 0
             return piece
+        try:
+            return self._take_chunks(buffer)
+        finally:
+            self._conn.taken()
+
+    def _take_chunks(self, buffer: bytearray) -> bytes:
         out = bytearray()
         while True:
             if self._chunk_left > 0:
@@ -153,11 +203,14 @@ class Response:
                 self._chunk_left = 0
             end = buffer.find(b"\r\n")
             if end < 0:
+                if len(buffer) > _MAX_CHUNK_LINE:
+                    raise UpstreamClosed("malformed chunk size")
                 return bytes(out)
-            try:
-                size = int(bytes(buffer[:end]).split(b";", 1)[0], 16)
-            except ValueError:
-                raise UpstreamClosed("malformed chunk size") from None
+            field = bytes(buffer[:end]).split(b";", 1)[0].rstrip(b" \t")
+            # 1*HEXDIG, as RFC 9112 says: int() alone would also take "0x1a", "+1a", "1_a", " 1a".
+            if not field or len(field) > 15 or field.strip(_HEX_DIGITS):
+                raise UpstreamClosed("malformed chunk size")
+            size = int(field, 16)
             del buffer[: end + 2]
             if size == 0:
                 self._done = True  # trailers are not used by these servers; the last CRLF is dropped
@@ -226,47 +279,100 @@ class Pool:
                 conn.close()
                 continue
             try:
-                return await self._exchange(conn, head, body)
+                return await self._exchange(conn, head, body, method)
             except _Stale:
                 continue  # the backend had closed this kept-alive connection: use another
         try:
-            return await self._exchange(await self._connect(), head, body)
+            return await self._exchange(await self._connect(), head, body, method)
         except _Stale as exc:
             raise UpstreamClosed(str(exc)) from None
 
-    async def _exchange(self, conn: _Connection, head: bytes, body: bytes) -> Response:
+    async def _exchange(self, conn: _Connection, head: bytes, body: bytes, method: str) -> Response:
         assert conn.transport is not None
         conn.transport.write(head + body)
         try:
-            while (end := conn.buffer.find(b"\r\n\r\n")) < 0:
-                if len(conn.buffer) > _MAX_HEAD:
-                    raise UpstreamClosed("answer head too large")
-                if conn.closed and not conn.buffer:
-                    raise _Stale(f"connection closed by the backend before an answer ({conn.error or 'EOF'})")
-                await conn.more()
-            lines = bytes(conn.buffer[:end]).decode("latin-1").split("\r\n")
-            del conn.buffer[: end + 4]
-            version, _, rest = lines[0].partition(" ")
-            if not version.startswith("HTTP/1."):
-                raise UpstreamClosed(f"not an HTTP/1.x answer: {lines[0][:40]!r}")
-            status = int(rest[:3])
-            headers: dict[str, str] = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        except (UpstreamClosed, ValueError) as exc:
+            for _ in range(_MAX_INTERIM + 1):
+                while (end := conn.buffer.find(b"\r\n\r\n")) < 0:
+                    if len(conn.buffer) > _MAX_HEAD:
+                        raise UpstreamClosed("answer head too large")
+                    if conn.closed and not conn.buffer:
+                        raise _Stale(
+                            f"connection closed by the backend before an answer ({conn.error or 'EOF'})"
+                        )
+                    await conn.more()
+                raw = bytes(conn.buffer[:end])
+                del conn.buffer[: end + 4]
+                conn.taken()
+                status, headers = _parse_head(raw)
+                if status >= 200:
+                    break
+                if status == 101:
+                    raise UpstreamClosed("the backend switched protocols unasked (101)")
+                # 100 Continue, 103 Early Hints, ...: interim, without a body; the answer follows.
+            else:
+                raise UpstreamClosed(f"more than {_MAX_INTERIM} interim (1xx) answers")
+            chunked, length = _framing(headers)
+        except UpstreamClosed:
             conn.close()
-            raise (
-                exc if isinstance(exc, UpstreamClosed) else UpstreamClosed("malformed answer head")
-            ) from None
+            raise
         except BaseException:
             conn.close()  # cancelled (client gone, or a timeout): the connection is in an unknown state
             raise
-        if version == "HTTP/1.0":
-            headers.setdefault("connection", "close")
-        return Response(self, conn, status, headers)
+        if method == "HEAD" or status in _NO_BODY_STATUSES:
+            chunked, length = False, 0  # no body by definition, whatever the head says
+        return Response(self, conn, status, headers, chunked=chunked, length=length)
 
     def close(self) -> None:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
+
+
+def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
+    """Status and headers (names in lower case, repeats joined with ", ") of an answer's head.
+
+    Raises UpstreamClosed for anything a client must not receive: a CR, LF or NUL inside a line
+    (a header injected into the client's answer), a status outside 100-599, whitespace in a name
+    or before its colon, obs-fold."""
+    if b"\0" in raw or raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\n"):
+        raise UpstreamClosed("malformed answer head: CR, LF or NUL inside a line")
+    lines = raw.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        raise UpstreamClosed(f"not an HTTP/1.x answer: {lines[0][:40]!r}")
+    code = rest[:3]
+    if not (len(code) == 3 and code.isascii() and code.isdigit() and rest[3:4] in ("", " ")):
+        raise UpstreamClosed(f"malformed status line: {lines[0][:40]!r}")
+    status = int(code)
+    if not 100 <= status <= 599:
+        raise UpstreamClosed(f"status {status} is outside 100-599")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or " " in name or "\t" in name:
+            raise UpstreamClosed(f"malformed header line: {line[:40]!r}")
+        key = name.lower()
+        value = value.strip(" \t")
+        previous = headers.get(key)
+        headers[key] = value if previous is None else f"{previous}, {value}"
+    if version == "HTTP/1.0":
+        headers.setdefault("connection", "close")
+    return status, headers
+
+
+def _framing(headers: dict[str, str]) -> tuple[bool, int | None]:
+    """(chunked, Content-Length) of a body, per RFC 9112 §6.3; UpstreamClosed where it is ambiguous."""
+    length_field = headers.get("content-length")
+    coding = headers.get("transfer-encoding")
+    if coding is not None:
+        if length_field is not None:
+            raise UpstreamClosed("both Transfer-Encoding and Content-Length in the answer")
+        # Chunked when it is the final coding; otherwise the body runs until the connection closes.
+        return coding.rsplit(",", 1)[-1].strip(" \t").lower() == "chunked", None
+    if length_field is None:
+        return False, None
+    values = {v.strip(" \t") for v in length_field.split(",")}
+    value = values.pop()
+    if values or not value or not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise UpstreamClosed(f"invalid Content-Length in the answer: {length_field[:40]!r}")
+    return False, int(value)
