@@ -10,6 +10,7 @@ import json
 import threading
 import time
 
+import pytest
 from utils import API_KEY, backend, free_port, metric_value, sse_events, wait_for
 
 FAST = {"GATEWAY_CONNECT_TIMEOUT_S": "1", "GATEWAY_FIRST_BYTE_TIMEOUT_S": "1", "GATEWAY_IDLE_TIMEOUT_S": "1"}
@@ -230,9 +231,28 @@ def test_all_breakers_open_answers_503_with_retry_after(start_gateway, upstream)
     assert 1 <= int(response.headers["retry-after"]) <= 30
 
 
-def test_full_backend_answers_429_with_retry_after(start_gateway, upstream):
-    upstream.set("stall", seconds=1.5)
+def test_request_for_a_full_backend_waits_for_a_slot_and_is_served(start_gateway, upstream):
+    upstream.set("stall", seconds=1)
     gateway = start_gateway([backend("only", upstream.url, ["m"], max_concurrency=1)])
+    first = threading.Thread(target=gateway.chat)
+    first.start()
+    time.sleep(0.3)
+    response = gateway.chat()
+    first.join()
+    assert response.status_code == 200
+    assert len(upstream.received()) == 2
+
+
+QUEUE_LIMITS = {
+    "queue_full": {"GATEWAY_MAX_PENDING": "0"},
+    "wait_past_the_pending_timeout": {"GATEWAY_PENDING_TIMEOUT_S": "0.3"},
+}
+
+
+@pytest.mark.parametrize("settings", QUEUE_LIMITS.values(), ids=QUEUE_LIMITS.keys())
+def test_full_backend_answers_429_with_retry_after_past_its_queue(start_gateway, upstream, settings):
+    upstream.set("stall", seconds=1.5)
+    gateway = start_gateway([backend("only", upstream.url, ["m"], max_concurrency=1)], **settings)
     first = threading.Thread(target=gateway.chat)
     first.start()
     time.sleep(0.4)
@@ -241,6 +261,39 @@ def test_full_backend_answers_429_with_retry_after(start_gateway, upstream):
     assert response.status_code == 429
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["type"] == "rate_limit_error"
+    assert len(upstream.received()) == 1
+
+
+def test_request_while_every_backend_waits_out_an_upstream_429_gets_429_not_503(start_gateway, upstream):
+    upstream.set("status", status=429, retry_after=7)
+    gateway = start_gateway([backend("only", upstream.url, ["m"])])
+    assert gateway.chat().status_code == 429  # the backend's own 429, passed through
+    response = gateway.chat()
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["retry-after"]) <= 7
+    assert response.json()["error"]["code"] == "upstream_rate_limited"
+    assert len(upstream.received()) == 1
+
+
+def test_retry_after_inf_is_read_as_absent_and_the_backend_returns_after_a_second(start_gateway, upstream):
+    upstream.set("status", status=429, retry_after="inf")
+    gateway = start_gateway([backend("only", upstream.url, ["m"])])
+    response = gateway.chat()
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    upstream.set("ok")
+    time.sleep(1.1)
+    assert gateway.chat().status_code == 200
+
+
+def test_retry_after_beyond_the_cap_keeps_the_backend_out_for_the_cap_only(start_gateway, upstream):
+    upstream.set("status", status=429, retry_after=86400)
+    gateway = start_gateway([backend("only", upstream.url, ["m"])], GATEWAY_RETRY_AFTER_MAX_S="2")
+    assert gateway.chat().headers["retry-after"] == "2"
+    upstream.set("ok")
+    assert gateway.chat().status_code == 429
+    time.sleep(2.1)
+    assert gateway.chat().status_code == 200
 
 
 def test_client_disconnect_cancels_the_upstream_request_and_is_no_backend_failure(start_gateway, upstream):

@@ -9,6 +9,8 @@ The breaker is fed by real requests (passive health) and by the active probes al
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,6 +114,9 @@ class Backend:
     slots: SlotReport | None = None
     # Called when `listed` changes (the router rebuilds its table and the /v1/models answer).
     on_listed_change: Callable[[], None] | None = None
+    # Requests waiting for one of the `max_concurrency` slots, first come first served; a future
+    # may wait on several backends at once and takes the first slot any of them frees.
+    waiters: collections.deque[asyncio.Future[Backend]] = field(default_factory=collections.deque)
 
     @property
     def name(self) -> str:
@@ -120,6 +125,22 @@ class Backend:
     @property
     def full(self) -> bool:
         return self.in_flight >= self.config.max_concurrency
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free (a freed slot goes to a waiter first, see `release`)."""
+        if self.in_flight >= self.config.max_concurrency:
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        """Give a slot back: to the longest-waiting request still waiting, or free it."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(self)  # the slot changes hands; in_flight stays
+                return
+        self.in_flight -= 1
 
     def up(self) -> bool:
         """Is the backend believed to serve (breaker closed, last probe, if any, fine)?"""

@@ -7,6 +7,7 @@ the value, so the process refuses to start instead of serving with a half-unders
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -75,6 +76,19 @@ class Settings:
     timeouts: Timeouts = Timeouts()
     max_attempts: int = 3
     max_body_bytes: int = 4 * 1024 * 1024
+    # The limits a deployer can rely on (README, "Limits"): a client's request head, in bytes and
+    # header lines; requests read ahead of the one being answered on a connection (pipelining).
+    max_head_bytes: int = 64 * 1024
+    max_headers: int = 100
+    max_pipelined: int = 1
+    # A non-streamed answer up to this size is buffered and sent whole; a larger one (or one of
+    # unknown length beyond it) is streamed through with flow control.
+    max_buffered_answer_bytes: int = 1024 * 1024
+    # The longest Retry-After from a backend that the gateway honours (and passes on).
+    retry_after_max: float = 120.0
+    # Per backend: requests that may wait for one of its `max_concurrency` slots, and how long.
+    max_pending: int = 1024
+    pending_timeout: float = 30.0
     breaker_failures: int = 3
     breaker_cooldown: float = 30.0
     probe_interval: float = 15.0
@@ -99,6 +113,8 @@ def _number(key: str, raw: Any, cast: type[int] | type[float], minimum: float) -
         value = cast(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{key}={raw!r}: expected a {cast.__name__}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={raw!r}: expected a finite number")
     if value < minimum:
         raise ConfigError(f"{key}={raw!r}: must be at least {minimum}")
     return value
@@ -258,6 +274,24 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_attempts=_number("GATEWAY_MAX_ATTEMPTS", get("GATEWAY_MAX_ATTEMPTS", "3"), int, 1),
         max_body_bytes=_number(
             "GATEWAY_MAX_BODY_BYTES", get("GATEWAY_MAX_BODY_BYTES", str(4 * 1024 * 1024)), int, 1
+        ),
+        max_head_bytes=_number(
+            "GATEWAY_MAX_HEAD_BYTES", get("GATEWAY_MAX_HEAD_BYTES", str(64 * 1024)), int, 1024
+        ),
+        max_headers=_number("GATEWAY_MAX_HEADERS", get("GATEWAY_MAX_HEADERS", "100"), int, 8),
+        max_pipelined=_number("GATEWAY_MAX_PIPELINED", get("GATEWAY_MAX_PIPELINED", "1"), int, 0),
+        max_buffered_answer_bytes=_number(
+            "GATEWAY_MAX_BUFFERED_ANSWER_BYTES",
+            get("GATEWAY_MAX_BUFFERED_ANSWER_BYTES", str(1024 * 1024)),
+            int,
+            0,
+        ),
+        retry_after_max=_number(
+            "GATEWAY_RETRY_AFTER_MAX_S", get("GATEWAY_RETRY_AFTER_MAX_S", "120"), float, 1
+        ),
+        max_pending=_number("GATEWAY_MAX_PENDING", get("GATEWAY_MAX_PENDING", "1024"), int, 0),
+        pending_timeout=_number(
+            "GATEWAY_PENDING_TIMEOUT_S", get("GATEWAY_PENDING_TIMEOUT_S", "30"), float, 0
         ),
         breaker_failures=_number("GATEWAY_BREAKER_FAILURES", get("GATEWAY_BREAKER_FAILURES", "3"), int, 1),
         breaker_cooldown=_number(
