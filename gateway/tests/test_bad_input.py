@@ -46,6 +46,26 @@ BAD_BODIES = {
     ).encode(),
     "non_utf8_bytes": b'{"model": "m", "messages": [{"role": "user", "content": "\xff\xfe"}]}',
     "empty_body": b"",
+    # Hostile JSON: what the parser cannot handle, what is not JSON, what is not a sane value.
+    "nested_100000_deep": b'{"model": "m", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "nan_literal_nested": b'{"model": "m", "messages": [{"role": "user", "content": NaN}]}',
+    "infinity_literal": b'{"model": "m", "temperature": Infinity, "messages": [{"role": "user"}]}',
+    "minus_infinity_literal": b'{"model": "m", "top_p": -Infinity, "messages": [{"role": "user"}]}',
+    "temperature_1e999": b'{"model": "m", "temperature": 1e999, "messages": [{"role": "user"}]}',
+    "temperature_30_digits": b'{"model": "m", "temperature": 123456789012345678901234567890,'
+    b' "messages": [{"role": "user"}]}',
+    "max_tokens_30_digits": b'{"model": "m", "max_tokens": 123456789012345678901234567890,'
+    b' "messages": [{"role": "user"}]}',
+    "seed_30_digits": b'{"model": "m", "seed": -123456789012345678901234567890, "messages": [{"role": "user"}]}',
+    "utf16_with_bom": '{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'.encode("utf-16"),
+    "utf16_without_bom": '{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'.encode("utf-16-le"),
+    "utf32": '{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'.encode("utf-32"),
+    "utf8_bom": b'\xef\xbb\xbf{"model": "m", "messages": [{"role": "user", "content": "hi"}]}',
+    "lone_surrogate_escape": b'{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}',
+    "lone_low_surrogate_escape": b'{"model": "m", "messages": [{"role": "user", "content": "a\\udc00b"}]}',
+    "surrogate_encoded_in_utf8": b'{"model": "m", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}',
+    "duplicate_model_key": b'{"model": "m2", "model": "m", "messages": [{"role": "user", "content": "hi"}]}',
+    "duplicate_nested_key": b'{"model": "m", "messages": [{"role": "user", "role": "system", "content": "x"}]}',
 }
 
 
@@ -54,6 +74,12 @@ def test_bad_body_is_rejected_with_400_and_never_reaches_a_backend(gateway, body
     _assert_openai_error(_post_raw(gateway, body), 400)
     assert gateway.upstream.received() == []
     assert gateway.chat().status_code == 200  # and the gateway still serves
+
+
+def test_surrogate_pair_escape_is_valid_and_forwarded_as_sent(gateway):
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "smile \\ud83d\\ude00"}]}'
+    assert _post_raw(gateway, body).status_code == 200
+    assert gateway.upstream.received()[0]["body"] == body.decode()
 
 
 def test_completions_without_prompt_is_rejected(gateway):

@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -26,6 +27,12 @@ from ._router import Router
 log = logging.getLogger("model_gateway")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A \uD800-\uDFFF escape: only then can the parsed body hold a lone surrogate (checked slowly).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# The integers the gateway validates must fit a signed 64-bit integer (what the backends parse
+# them into); a number field's integer must be exact as a double.
+_INT_MAX = 2**63 - 1
+_EXACT_MAX = 2**53
 # A route: the request and its id in, a whole answer (or None once a stream was sent) out.
 Route = Callable[[Request, str], Awaitable[Response | None]]
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -33,11 +40,33 @@ _NUMBER = (int, float)
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, _NUMBER) and not isinstance(value, bool)
+    """A finite number (1e999 parses as inf; a 30-digit integer is no sane parameter)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool) and -_EXACT_MAX <= value <= _EXACT_MAX
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and -_INT_MAX - 1 <= value <= _INT_MAX
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Objects with a key twice are refused: the gateway would check one value and a backend might
+    use the other (`{"model": "m2", "model": "m1"}` past the allowlist)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("an object has the same key twice")
+    return obj
+
+
+# Strict JSON (RFC 8259): no NaN/Infinity literals, no duplicate keys. Measured: about 1 us a
+# typical chat body over a plain decoder, which decoding UTF-8 first instead of letting json.loads
+# sniff the encoding wins back.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
 
 
 def _is_messages(value: Any) -> bool:
@@ -139,6 +168,31 @@ class Gateway:
             response.headers["X-Request-Id"] = request_id
         return response
 
+    def check_head(self, request: Request) -> Response | None:
+        """The server's `head_check`: a request for a /v1 path with a body but without a valid key
+        is answered 401 before a byte of its body is read (or buffered)."""
+        if not request.path.startswith("/v1/"):
+            return None
+        try:
+            self._check_key(request)
+        except Unauthorized as exc:
+            self.metrics.error("unknown", "none", request.path, "rejected")
+            if self.settings.access_log:
+                self.access_log.write(
+                    request_id=os.urandom(12).hex(),
+                    endpoint=request.path,
+                    model="unknown",
+                    backend="none",
+                    status=exc.status,
+                    stream=False,
+                    attempts=0,
+                    latency_ms=0.0,
+                    trace=None,
+                    error=None,
+                )
+            return error_response(exc)
+        return None
+
     # -- helpers ---------------------------------------------------------------------------------
     def _check_key(self, request: Request) -> None:
         if self.settings.allow_unauthenticated and not self._keys:
@@ -155,10 +209,23 @@ class Gateway:
 
     @staticmethod
     def _parse_json(body: bytes) -> dict[str, Any]:
+        """The body as a JSON object, or a 400: UTF-8 only (json.loads alone would take UTF-16 and
+        UTF-32, and UTF-8-encoded surrogates), no byte order mark, no lone surrogate escapes."""
         try:
-            parsed = json.loads(body)
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("The request body is not UTF-8", code="invalid_encoding") from None
+        if text.startswith("\ufeff"):
+            raise BadRequest("The request body starts with a byte order mark", code="invalid_encoding")
+        try:
+            parsed = _DECODER.decode(text)
+            if _SURROGATE_ESCAPE.search(body) is not None:
+                json.dumps(parsed, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+        except UnicodeEncodeError:
+            message = "The request body has a lone surrogate escape"
+            raise BadRequest(message, code="invalid_encoding") from None
+        except RecursionError:
+            raise BadRequest("The request body is nested too deeply", code="invalid_json") from None
         except ValueError as exc:
             raise BadRequest(f"The request body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(parsed, dict):

@@ -7,21 +7,26 @@ its own, uvicorn's about 36 us; this one does only what a JSON-and-SSE proxy nee
       bad bytes, a conflicting Content-Length) is answered 400 and the connection closed; so are
       CONNECT and an upgrade asked with a body (llhttp would skip the body); any other upgrade
       request is answered over HTTP/1.1, then the connection closed;
-    * the head is limited (`max_head_bytes`, 431, also while one endless line arrives) and so is
-      the body (`max_body_bytes`, 413, checked against Content-Length before any body byte is read,
-      and again while a chunked body arrives);
+    * the head is limited (`max_head_bytes`, 431, also while one endless line arrives; and
+      `max_headers` lines) and so is the body (`max_body_bytes`, 413, checked against
+      Content-Length before any body byte is read, and again while a chunked body arrives, which
+      is gathered in one buffer however small its chunks);
+    * `head_check`, given by the application, sees each request that announces a body once its
+      head is read: an answer from it (a 401, say) is sent without reading the body;
     * such an error answer comes after the answers to the requests before it on the connection;
       then the server stops writing but reads and drops what the client still sends for a moment
       before closing, so that a client busy sending its body reads the answer instead of a reset;
     * the whole body is read before the handler runs (every endpoint here needs all of it);
     * `Expect: 100-continue` is honoured (once the answers before that request are written);
       keep-alive per HTTP/1.1 and HTTP/1.0 (`Connection: keep-alive`) and pipelining (one request
-      at a time per connection, the next ones queued);
+      at a time per connection; at most `max_pipelined` requests are read ahead of it, then
+      reading pauses; a client that closes meanwhile is noticed from the socket's TCP state, by
+      the sweep and before a queued request starts, and its work cancelled);
     * a handler answers with a `Response` (no body on the wire for HEAD), or streams one
-      (`Request.start_stream`: chunked transfer encoding for HTTP/1.1, until close for HTTP/1.0,
-      with the transport's flow control); an exception before answering is a 500 (the connection
-      stays open: the request was read whole), one after the stream started closes the connection
-      without the terminating chunk;
+      (`Request.start_stream`: with the Content-Length given, else chunked transfer encoding for
+      HTTP/1.1 and until close for HTTP/1.0, with the transport's flow control); an exception
+      before answering is a 500 (the connection stays open: the request was read whole), one
+      after the stream started closes the connection without the terminating chunk;
     * the client going away cancels the handler's task; so does a client that takes nothing of
       its answer for `send_timeout` while the transport's buffer is full (it is disconnected);
     * a sweep once a second closes idle keep-alive connections and heads or bodies that arrive
@@ -39,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
@@ -50,7 +56,8 @@ log = logging.getLogger("model_gateway.http")
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 _SWEEP_INTERVAL_S = 1.0
-_MAX_QUEUED = 16  # pipelined requests waiting on one connection before reading pauses
+_NO_BODY_STATUSES = frozenset({204, 304})
+_TCP_ESTABLISHED = 1  # tcpi_state, the first byte of Linux's struct tcp_info
 # After an error answer that ends the connection: how long to read and drop what the client still
 # sends before closing. Closing with unread bytes makes the kernel send a reset, which can destroy
 # the answer before the client reads it (what nginx's lingering_close is for).
@@ -97,24 +104,29 @@ class Request:
         self.body = b""
         self.stream: ResponseStream | None = None
 
-    def start_stream(self, status: int, headers: dict[str, str]) -> ResponseStream:
-        """Send the head of a streamed answer; the body follows with `write()` and `end()`."""
-        self.stream = ResponseStream(self._conn, status, headers)
+    def start_stream(self, status: int, headers: dict[str, str], length: int | None = None) -> ResponseStream:
+        """Send the head of a streamed answer; the body (`length` bytes, when given) follows with
+        `write()` and `end()`."""
+        self.stream = ResponseStream(self._conn, status, headers, length)
         return self.stream
 
 
 class ResponseStream:
-    """A streamed answer's body (chunked transfer encoding; for HTTP/1.0 clients, until close)."""
+    """A streamed answer's body: of a given length, else chunked (HTTP/1.0 clients: until close)."""
 
     __slots__ = ("_chunked", "_conn", "ended")
 
-    def __init__(self, conn: _Connection, status: int, headers: dict[str, str]) -> None:
+    def __init__(self, conn: _Connection, status: int, headers: dict[str, str], length: int | None) -> None:
         self._conn = conn
-        self._chunked = conn.http11
+        self._chunked = length is None and conn.http11
         self.ended = False
-        if not self._chunked:
+        if length is not None:
+            framing = f"Content-Length: {length}\r\n"
+        elif self._chunked:
+            framing = "Transfer-Encoding: chunked\r\n"
+        else:
+            framing = ""
             conn.keep_alive = False
-        framing = "Transfer-Encoding: chunked\r\n" if self._chunked else ""
         conn.write(conn.head(status, headers, framing))
 
     async def write(self, data: bytes) -> None:
@@ -138,6 +150,8 @@ class ResponseStream:
 
 
 Handler = Callable[[Request], Awaitable[Response | None]]
+# Sees a request with a body once its head is read; an answer it gives is sent instead of reading it.
+HeadCheck = Callable[[Request], Response | None]
 ErrorBody = Callable[[int, str, str], bytes]
 
 
@@ -156,7 +170,9 @@ class _Connection(asyncio.Protocol):
         self._partial_line = 0  # the head's line still arriving (llhttp holds it back until it ends)
         self._tail_in_head = False  # whether the data being fed ends inside the head it began with
         self._in_head = False
-        self._body_parts: list[bytes] = []
+        self._header_count = 0
+        # The body: its first piece as received, then (if more come) all of it in one buffer.
+        self._body: bytes | bytearray = b""
         self._body_size = 0
         self._receiving = False
         self._received_since = 0.0
@@ -170,6 +186,7 @@ class _Connection(asyncio.Protocol):
         self.http11 = True  # of the request being answered
         self.keep_alive = True
         self.write_paused = False
+        self._reading_paused = False
         self._paused_since = 0.0
         self._drain_waiter: asyncio.Future[None] | None = None
         self.closed = False  # no more HTTP on this connection (its socket may still linger)
@@ -217,8 +234,7 @@ class _Connection(asyncio.Protocol):
         self._queue[-1] = (request, False)
         if len(self._queue) == 1:
             self.keep_alive = False
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self.pause_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -228,6 +244,27 @@ class _Connection(asyncio.Protocol):
         self._queue.clear()
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ClientGone("the client closed the connection"))
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def peer_closed(self) -> bool:
+        """Whether the client closed (or reset) its side, read from the TCP state without reading
+        the socket: while reading is paused, its EOF is not seen otherwise."""
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)  # type: ignore[union-attr]
+        except (AttributeError, OSError):
+            return False  # not TCP on Linux: only reading can tell
+        return info[0] != _TCP_ESTABLISHED
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -245,7 +282,8 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._partial_line = 0
         self._in_head = True
-        self._body_parts = []
+        self._header_count = 0
+        self._body = b""
         self._body_size = 0
         self._receiving = True
         self._received_since = self._loop.time()
@@ -260,6 +298,9 @@ class _Connection(asyncio.Protocol):
             self._head_bytes = len(self._url)
         self._partial_line = 0  # the line that was arriving is this one
         self._grow_head(len(name) + len(value))
+        self._header_count += 1
+        if self._header_count > self._server.max_headers:
+            self._stop(431, "The request has too many header lines", "too_many_headers")
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         previous = self._headers.get(key)
@@ -291,6 +332,12 @@ class _Connection(asyncio.Protocol):
         limit = self._server.max_body_bytes
         if length is not None and length.isdigit() and int(length) > limit:
             self._stop(413, f"The request body is over the limit of {limit} bytes", "body_too_large")
+        check = self._server.head_check
+        if check is not None and (length not in (None, "0") or "transfer-encoding" in headers):
+            refusal = check(self._request)
+            if refusal is not None:
+                self._reject_with(refusal)
+                raise _Rejected
         if headers.get("expect", "").lower() == "100-continue" and http11:
             if self._task is None:
                 self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -312,7 +359,12 @@ class _Connection(asyncio.Protocol):
         if self._body_size > self._server.max_body_bytes:
             limit = self._server.max_body_bytes
             self._stop(413, f"The request body is over the limit of {limit} bytes", "body_too_large")
-        self._body_parts.append(body)
+        if not self._body:
+            self._body = body  # most bodies arrive in one piece: no copy
+        elif isinstance(self._body, bytes):
+            self._body = bytearray(self._body) + body
+        else:
+            self._body += body
 
     def on_message_complete(self) -> None:
         request = self._request
@@ -321,13 +373,14 @@ class _Connection(asyncio.Protocol):
         self._receiving = False
         self._continue_pending = False  # the body came without it
         self._tail_in_head = False
-        parts = self._body_parts
-        request.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        body = self._body
+        request.body = body if isinstance(body, bytes) else bytes(body)
+        self._body = b""
         self._queue.append((request, self._parser.should_keep_alive()))
         if self._task is None:
             self._start_next()
-        elif len(self._queue) > _MAX_QUEUED and self.transport is not None:
-            self.transport.pause_reading()
+        elif len(self._queue) > self._server.max_pipelined:
+            self.pause_reading()  # read no further ahead of the answers
 
     # -- handling ----------------------------------------------------------------------------------
     def _start_next(self) -> None:
@@ -362,6 +415,9 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             return  # the client went away while the answer was being made
         body = response.body
+        if response.status in _NO_BODY_STATUSES:
+            self.write(self.head(response.status, response.headers, ""))  # no body, no length (RFC 9110)
+            return
         head = self.head(response.status, response.headers, f"Content-Length: {len(body)}\r\n")
         self.write(head if head_only else head + body)
 
@@ -375,15 +431,21 @@ class _Connection(asyncio.Protocol):
             return
         self.idle_since = self._loop.time()
         if self._queue:
+            if self._reading_paused and self.peer_closed():
+                self.abort()  # the client left while its next requests waited: send none of them
+                return
             self._start_next()
         elif self._rejection is not None:
             self._send_rejection()
-        else:
-            if self._continue_pending:
-                self._continue_pending = False
-                self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            if self.transport is not None:
-                self.transport.resume_reading()
+            return
+        elif self._continue_pending:
+            self._continue_pending = False
+            self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # Read on unless enough is queued, or the last request read ends the connection.
+        queue = self._queue
+        room = len(queue) <= self._server.max_pipelined
+        if self._rejection is None and room and (not queue or queue[-1][1]):
+            self.resume_reading()
 
     # -- writing -----------------------------------------------------------------------------------
     def head(self, status: int, headers: dict[str, str], framing: str) -> bytes:
@@ -422,13 +484,17 @@ class _Connection(asyncio.Protocol):
         before it, and close: after a request that could not be read the stream cannot be resynced."""
         if self.closed or self._rejection is not None:
             return
+        self._reject_with(self.error_response(status, message, code))
+
+    def _reject_with(self, response: Response) -> None:
         self._receiving = False
         self._in_head = False
-        self._rejection = self.error_response(status, message, code)
+        self._rejection = response
+        self._body = b""
         if self._task is None:
             self._send_rejection()
-        elif self.transport is not None:
-            self.transport.pause_reading()  # nothing more is read until its turn
+        else:
+            self.pause_reading()  # nothing more is read until its turn
 
     def _send_rejection(self) -> None:
         assert self._rejection is not None
@@ -452,7 +518,7 @@ class _Connection(asyncio.Protocol):
             transport.close()
             return
         transport.write_eof()
-        transport.resume_reading()
+        self.resume_reading()
         self._linger_until = self._loop.time() + _LINGER_S
 
     def close(self) -> None:
@@ -482,6 +548,8 @@ class _Connection(asyncio.Protocol):
         elif self.closed:
             if now > self._linger_until:
                 self.close()
+        elif self._reading_paused and self._task is not None and self.peer_closed():
+            self.abort()  # gone while requests were queued: cancel the work for it
         elif self._receiving:
             if now - self._received_since > server.receive_timeout and self._task is None:
                 self._reject(408, "The request was not received in time", "request_timeout")
@@ -507,6 +575,9 @@ class Server:
         *,
         max_body_bytes: int,
         max_head_bytes: int = 64 * 1024,
+        max_headers: int = 100,
+        max_pipelined: int = 1,
+        head_check: HeadCheck | None = None,
         keep_alive_timeout: float = 75.0,
         receive_timeout: float = 60.0,
         send_timeout: float = 60.0,
@@ -515,6 +586,9 @@ class Server:
         self.error_body = error_body
         self.max_body_bytes = max_body_bytes
         self.max_head_bytes = max_head_bytes
+        self.max_headers = max_headers
+        self.max_pipelined = max_pipelined
+        self.head_check = head_check
         self.keep_alive_timeout = keep_alive_timeout
         self.receive_timeout = receive_timeout
         self.send_timeout = send_timeout

@@ -26,6 +26,10 @@ async def serve(settings: Settings) -> None:
         gateway.handle,
         error_body,
         max_body_bytes=settings.max_body_bytes,
+        max_head_bytes=settings.max_head_bytes,
+        max_headers=settings.max_headers,
+        max_pipelined=settings.max_pipelined,
+        head_check=gateway.check_head,
         keep_alive_timeout=settings.client_keep_alive,
     )
     gateway.start()

@@ -53,7 +53,7 @@ async def _get_json(pool: Pool, backend: Backend, path: str) -> Any:
         raise ProbeFailed(f"GET {path} answered {response.status}")
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ProbeFailed(f"GET {path} answered with a body that is not JSON") from None
 
 
