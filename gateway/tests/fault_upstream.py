@@ -12,7 +12,9 @@ request. Tests steer it over HTTP:
 Modes: ok, status (any status, optional Retry-After), stall (no answer for `seconds`),
 slow_first_byte (headers now, first chunk after `seconds`), cut_after (stream `chunks`, then drop
 the connection), no_done (stream `chunks`, end cleanly without [DONE]), flap (fail, ok, fail, ...).
-With `close_idle_after` (seconds) it closes each connection that long after answering.
+With `close_idle_after` (seconds) it closes each connection that long after answering. Sizes:
+`chunk_bytes` pads each streamed chunk's content to about that many bytes, `answer_bytes` the
+content of a non-streamed answer (both for memory bounds: a firehose, a huge answer).
 What the probes see: `probe: "down"` (/health 503); llama.cpp `sleeping` (/props is_sleeping; a
 /slots read wakes it, as llama-server's does), `busy_slots` of `total_slots` (2), `aliases` (as
 --alias: /v1/models id and aliases; without, the id is the model path, "fake"), `model_ids`
@@ -46,8 +48,8 @@ def _completion(model: str, text: str) -> dict[str, Any]:
     }
 
 
-def _chunk(model: str, index: int) -> bytes:
-    delta = {"role": "assistant", "content": ""} if index == 0 else {"content": f"t{index} "}
+def _chunk(model: str, index: int, pad: int = 0) -> bytes:
+    delta = {"role": "assistant", "content": ""} if index == 0 else {"content": f"t{index} " + "x" * pad}
     body = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
@@ -196,14 +198,15 @@ class FaultUpstream:
             # Like a server with a short keep-alive timeout: the idle connection is closed under the client.
             asyncio.get_running_loop().call_later(self.control["close_idle_after"], request.transport.close)
         if not payload.get("stream"):
-            return web.json_response(_completion(model, "hello from fake"))
+            text = "x" * self.control["answer_bytes"] if "answer_bytes" in self.control else "hello from fake"
+            return web.json_response(_completion(model, text))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         if mode == "slow_first_byte":
             await asyncio.sleep(self.control["seconds"])
         chunks = self.control.get("chunks", CHUNKS)
         for index in range(chunks):
-            await response.write(_chunk(model, index))
+            await response.write(_chunk(model, index, self.control.get("chunk_bytes", 0)))
             if self.control.get("chunk_delay"):
                 await asyncio.sleep(self.control["chunk_delay"])
         if mode == "cut_after":

@@ -160,7 +160,7 @@ BAD_CHUNKS = {
 
 @pytest.mark.parametrize("chunks", BAD_CHUNKS.values(), ids=BAD_CHUNKS.keys())
 def test_invalid_chunked_body_fails_over(gateway, raw, chunks):
-    raw.set(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+    raw.set(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
     assert_served_by_the_good_backend(chat(gateway))
 
 
@@ -175,9 +175,7 @@ INJECTED = {
 
 @pytest.mark.parametrize("header", INJECTED.values(), ids=INJECTED.keys())
 def test_malformed_header_line_is_refused_and_never_forwarded(gateway, raw, header):
-    raw.set(
-        b"HTTP/1.1 200 OK\r\n" + header + b"Content-Length: %d\r\n\r\n" % len(COMPLETION) + COMPLETION
-    )
+    raw.set(b"HTTP/1.1 200 OK\r\n" + header + b"Content-Length: %d\r\n\r\n" % len(COMPLETION) + COMPLETION)
     response = chat(gateway)
     assert_served_by_the_good_backend(response)
     assert "set-cookie" not in response.headers

@@ -30,6 +30,7 @@ def _assert_openai_error(response: requests.Response, status: int) -> dict:
     return error
 
 
+HI = '{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
 BAD_BODIES = {
     "malformed_json": b'{"model": "m", "messages": [',
     "json_array_not_object": b'[{"model": "m"}]',
@@ -56,16 +57,17 @@ BAD_BODIES = {
     b' "messages": [{"role": "user"}]}',
     "max_tokens_30_digits": b'{"model": "m", "max_tokens": 123456789012345678901234567890,'
     b' "messages": [{"role": "user"}]}',
-    "seed_30_digits": b'{"model": "m", "seed": -123456789012345678901234567890, "messages": [{"role": "user"}]}',
-    "utf16_with_bom": '{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'.encode("utf-16"),
-    "utf16_without_bom": '{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'.encode("utf-16-le"),
-    "utf32": '{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'.encode("utf-32"),
+    "seed_30_digits": b'{"model": "m", "seed": -123456789012345678901234567890,'
+    b' "messages": [{"role": "user"}]}',
+    "utf16_with_bom": HI.encode("utf-16"),
+    "utf16_without_bom": HI.encode("utf-16-le"),
+    "utf32": HI.encode("utf-32"),
     "utf8_bom": b'\xef\xbb\xbf{"model": "m", "messages": [{"role": "user", "content": "hi"}]}',
     "lone_surrogate_escape": b'{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}',
     "lone_low_surrogate_escape": b'{"model": "m", "messages": [{"role": "user", "content": "a\\udc00b"}]}',
     "surrogate_encoded_in_utf8": b'{"model": "m", "messages": [{"role": "user", "content": "\xed\xa0\x80"}]}',
-    "duplicate_model_key": b'{"model": "m2", "model": "m", "messages": [{"role": "user", "content": "hi"}]}',
-    "duplicate_nested_key": b'{"model": "m", "messages": [{"role": "user", "role": "system", "content": "x"}]}',
+    "duplicate_model_key": b'{"model": "m2", "model": "m", "messages": [{"role": "user"}]}',
+    "duplicate_nested_key": b'{"model": "m", "messages": [{"role": "user", "role": "system"}]}',
 }
 
 
