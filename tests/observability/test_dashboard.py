@@ -10,6 +10,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -140,7 +141,19 @@ def live(tmp_path_factory):
         key_file.parent.mkdir()
         key_file.write_text(LLAMACPP_KEY + "\n")
         key_file.chmod(0o600)
-        (work / "alerts.yaml").write_text((PROMETHEUS_DIR / "alerts.yaml").read_text())
+        # The shipped rules, with LLMModelNotLoaded's for: shortened in this copy only (override_for.py).
+        shorten = ["--for", "3s", "--alert", "LLMModelNotLoaded"]
+        subprocess.run(
+            [
+                sys.executable,
+                str(PROMETHEUS_DIR / "override_for.py"),
+                str(PROMETHEUS_DIR / "alerts.yaml"),
+                work / "alerts.yaml",
+                *shorten,
+            ],
+            check=True,
+            timeout=60,
+        )
         config = render_local_config(
             work,
             {
@@ -279,3 +292,35 @@ def test_promq_fails_on_an_expression_prometheus_refuses(live):
     )
     assert done.returncode == 1
     assert "promq:" in done.stderr
+
+
+def _model_alerts(prometheus_url: str) -> dict[tuple[str, str], str]:
+    """(job, backend) -> state of each LLMModelNotLoaded alert Prometheus has now."""
+    alerts = requests.get(f"{prometheus_url}/api/v1/alerts", timeout=30).json()["data"]["alerts"]
+    return {
+        (a["labels"]["job"], a["labels"]["backend"]): a["state"]
+        for a in alerts
+        if a["labels"]["alertname"] == "LLMModelNotLoaded" and a["labels"].get("model") == MODEL
+    }
+
+
+def test_model_not_loaded_goes_pending_then_firing_and_resolves(live, traffic):
+    """Last in this module: stops llama-server, then starts it again."""
+    prom, llama = live["prometheus"].url, live["llama"]
+    assert ("gateway", "llamacpp-1") not in _model_alerts(prom)
+    llama.stop()
+    seen: set[str] = set()
+
+    def firing() -> bool:
+        state = _model_alerts(prom).get(("gateway", "llamacpp-1"))
+        seen.add(state)
+        return state == "firing"
+
+    try:
+        assert wait_for(firing, 60, interval=0.25), seen
+        assert "pending" in seen  # for: holds it back first
+        exporter_state = _model_alerts(prom).get(("ai_exporter", "llamacpp"))
+        assert exporter_state in ("pending", "firing")  # the host's exporter sees it too
+    finally:
+        llama.start(live["work"])
+    assert wait_for(lambda: not _model_alerts(prom), 60, interval=0.5), _model_alerts(prom)
