@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 RUN := source scripts/lib.sh && activate_venv &&
 
-.PHONY: help setup up test lint test-infra test-gateway test-worker test-roles test-vm bench destroy lock
+.PHONY: help setup deps up canary test lint test-infra test-gateway test-worker test-roles test-vm test-e2e bench destroy lock
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -13,11 +13,19 @@ help: ## this list
 setup: ## install everything the project needs (apt, venv, collections, llama-server, test and VM images)
 	@[ -n "$(SETUP_DONE)" ] || scripts/setup.sh
 
-up: setup ## run site.yml on the local target (not built yet: it says what it lacks)
+deps: ## only what a deploy to Google Cloud needs: the virtualenv and the collections (a minute)
+	@[ -n "$(SETUP_DONE)" ] || scripts/setup.sh deps
+
+up: ## the whole stack on this machine (site.yml -e target=local), ending with a real answer
+	@[ -n "$(SETUP_DONE)" ] || scripts/setup.sh up
 	@$(RUN) ansible-playbook site.yml -e target=local
 
+canary: ## deploy the local target, smoke-test it, SLO verdict; exit 0 pass, 1 fail, 2 deploy failed
+	@[ -n "$(SETUP_DONE)" ] || scripts/setup.sh up
+	@$(RUN) TARGET=local tools/deploy/ci/deploy_ollama_gcp.sh
+
 test: setup ## lint, then every test suite
-	@$(MAKE) --no-print-directory SETUP_DONE=1 lint test-infra test-gateway test-worker test-roles test-vm
+	@$(MAKE) --no-print-directory SETUP_DONE=1 lint test-infra test-gateway test-worker test-roles test-vm test-e2e
 
 lint: setup ## ansible-lint (production profile, offline), yamllint, ruff
 	@$(RUN) scripts/lint.sh
@@ -37,12 +45,15 @@ test-roles: setup ## Molecule: every role on real systemd hosts under podman
 test-vm: setup ## testinfra over SSH against a QEMU Debian VM
 	@$(RUN) scripts/test-vm.sh
 
+test-e2e: setup ## the local target end to end: make up from clean, canary pass/fail, rerun, destroy
+	@$(RUN) scripts/test-e2e.sh
+
 bench: setup ## benchmarks: gateway vs nginx vs direct; Worker vs pass-through
 	@$(RUN) scripts/bench.sh
 
-destroy: setup ## remove everything site.yml created: make destroy project_id=X destroy_confirm=X (else it asks)
-	@$(RUN) ansible-playbook playbooks/destroy.yml $(if $(project_id),-e project_id=$(project_id)) \
-		$(if $(destroy_confirm),-e destroy_confirm=$(destroy_confirm))
+destroy: deps ## remove what site.yml made: make destroy target=local, or project_id=X destroy_confirm=X
+	@$(RUN) ansible-playbook playbooks/destroy.yml $(if $(target),-e target=$(target)) \
+		$(if $(project_id),-e project_id=$(project_id)) $(if $(destroy_confirm),-e destroy_confirm=$(destroy_confirm))
 
 lock: ## rewrite requirements/constraints.txt from a fresh install of requirements/*.txt and gateway/
 	@scripts/lock.sh

@@ -4,6 +4,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # Slow things (downloads, ccache, pip/npm caches, the test image) live outside the checkout, so a
 # fresh clone reuses them; build outputs live in build/ inside it.
 CACHE_DIR="${LLM_CANARY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/llm-canary}"
+# The plays read it too (group_vars/all/local.yml: local_cache_dir).
+export LLM_CANARY_CACHE="$CACHE_DIR"
 BUILD_DIR="$ROOT/build"
 VENV="$ROOT/.venv"
 export PIP_CACHE_DIR="$CACHE_DIR/pip"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# setup: deps up
 # Debian packages every part of the project needs.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# setup: deps up
 # The virtualenv: the pinned dependencies (requirements/*.txt and the gateway package), locked by
 # requirements/constraints.txt. Reinstalls only when one of those files changed.
 set -euo pipefail

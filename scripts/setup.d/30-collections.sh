@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# setup: deps up
 # Third-party collections, offline: copied from the `ansible` PyPI package into collections/
 # (Galaxy users get the same pins from requirements.yml).
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# setup: up
 # Test models: SmolLM2-135M-Instruct (a real instruct model, checksum-verified) in build/models/.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# setup: up
 # The test host image: Debian 12 with systemd as PID 1, for rootful podman (Molecule, `make up`).
 # debootstrap builds the root filesystem once; its tarball is kept in the cache, so a fresh clone
 # (or a machine that shares the cache) only re-imports it. The tag is a hash of the recipe below:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The gateway's test and benchmark tools (nginx, wrk, podman), the tiny test model, and the local
-# base image its Dockerfile is built against in the tests: Debian 12 minbase with python3 and
-# python3-venv (no registry is reachable here). The rootfs tarball is cached; the tag is a hash of
+# setup: up
+# The local base image the gateway's Dockerfile is built against (by its tests and the local
+# target; the local Worker runs on it too): Debian 12 minbase with python3 and python3-venv (no
+# registry is reachable here). The rootfs tarball is cached; the tag is a hash of
 # the recipe. `$0 --print-image` prints the base image's name.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
@@ -15,10 +16,7 @@ if [ "${1:-}" = --print-image ]; then
   exit 0
 fi
 
-apt_ensure nginx wrk podman runc debootstrap util-linux
-
-model="$BUILD_DIR/models/llm-canary-tiny.gguf"
-[ -f "$model" ] || "$VENV/bin/python" "$ROOT/gateway/tests/tiny_model.py" "$model"
+apt_ensure podman runc debootstrap util-linux
 
 # shellcheck disable=SC2317  # called by podman_rootfs_image
 runtime_base() {

@@ -10,7 +10,6 @@ from conftest import Cloud
     ("variables", "said"),
     [
         pytest.param({"target": "aws"}, "target must be 'gcp' or 'local', got 'aws'", id="unknown-target"),
-        pytest.param({"target": "local"}, "target=local is not available yet", id="local-target-not-built"),
         pytest.param(
             {"ops_allowed_cidrs": []}, "ops_allowed_cidrs must list the CIDR", id="no-ssh-for-host-plays"
         ),
