@@ -16,8 +16,8 @@ import stat
 import subprocess
 import time
 
-import httpx
 import pytest
+import requests
 from conftest import ROOT, outputs, playbook, podman, recap_changed, run, stack_resources
 
 CANARY = str(ROOT / "tools/deploy/ci/deploy_ollama_gcp.sh")
@@ -149,9 +149,9 @@ def test_the_canary_passes_again_once_llama_server_is_back():
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+            if requests.get(f"{url}/health", timeout=5).status_code == 200:
                 break
-        except httpx.HTTPError:
+        except requests.RequestException:
             pass
         time.sleep(1)
     result = run(CANARY, "-e", "canary_skip_deploy=true", env={"TARGET": "local"})

@@ -14,11 +14,11 @@ import statistics
 import time
 import uuid
 
-import httpx
+import requests
 from stack import Stack
 
 
-def streamed(client: httpx.Client, url: str, key: str, model: str) -> tuple[float, float]:
+def streamed(client: requests.Session, url: str, key: str, model: str) -> tuple[float, float]:
     """Seconds to the first content chunk and to the end of one streamed chat."""
     body = {
         "model": model,
@@ -28,9 +28,11 @@ def streamed(client: httpx.Client, url: str, key: str, model: str) -> tuple[floa
     }
     start = time.perf_counter()
     first = None
-    with client.stream("POST", url, json=body, headers={"Authorization": f"Bearer {key}"}) as answer:
+    with client.post(
+        url, json=body, headers={"Authorization": f"Bearer {key}"}, stream=True, timeout=60
+    ) as answer:
         answer.raise_for_status()
-        for line in answer.iter_lines():
+        for line in answer.iter_lines(decode_unicode=True):
             if first is None and line.startswith("data: ") and '"content"' in line:
                 first = time.perf_counter() - start
     return (first if first is not None else float("nan")), time.perf_counter() - start
@@ -61,7 +63,7 @@ def main() -> None:
         ),
     }
     results: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in paths}
-    with httpx.Client(timeout=60.0) as client:
+    with requests.Session() as client:
         for url, key in paths.values():  # warm-up: connections, the model's caches
             streamed(client, url, key(-1), stack.model)
         for i in range(args.requests):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
+import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -21,7 +21,15 @@ def stack() -> Stack:
     return Stack.load()
 
 
+class _Session(requests.Session):
+    """A session whose every request has the deadline."""
+
+    def request(self, *args, **kwargs):
+        kwargs.setdefault("timeout", TIMEOUT_S)
+        return super().request(*args, **kwargs)
+
+
 @pytest.fixture(scope="session")
-def http() -> httpx.Client:
-    with httpx.Client(timeout=TIMEOUT_S) as client:
-        yield client
+def http() -> requests.Session:
+    with _Session() as session:
+        yield session

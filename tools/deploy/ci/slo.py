@@ -17,7 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+import requests
 from stack import Stack
 
 AVAILABILITY_OBJECTIVE = 0.995
@@ -30,7 +30,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def measure(stack: Stack, requests: int, concurrency: int) -> dict[str, object]:
+def measure(stack: Stack, count: int, concurrency: int) -> dict[str, object]:
     url = f"{stack.url('worker_url')}/v1/chat/completions"
     run = uuid.uuid4().hex[:8]
     body = {"model": stack.model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
@@ -40,23 +40,23 @@ def measure(stack: Stack, requests: int, concurrency: int) -> dict[str, object]:
         headers = {"Authorization": f"Bearer {stack.token(f'canary-slo-{run}-{index}')}"}
         start = time.monotonic()
         try:
-            answer = httpx.post(url, json=body, headers=headers, timeout=30.0)
+            answer = requests.post(url, json=body, headers=headers, timeout=30.0)
             ok = answer.status_code == 200 and bool(
                 answer.json()["choices"][0]["message"]["content"] is not None
             )
             why = "" if ok else f"HTTP {answer.status_code}"
-        except (httpx.HTTPError, ValueError, KeyError, IndexError) as error:
+        except (requests.RequestException, ValueError, KeyError, IndexError) as error:
             ok, why = False, type(error).__name__
         return ok, time.monotonic() - start, why
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        results = list(pool.map(one, range(requests)))
+        results = list(pool.map(one, range(count)))
     latencies = [elapsed for _, elapsed, _ in results]
     good = sum(ok for ok, _, _ in results)
-    availability = good / requests
+    availability = good / count
     p95 = percentile(latencies, 0.95)
     return {
-        "requests": requests,
+        "requests": count,
         "succeeded": good,
         "failures": sorted({why for ok, _, why in results if not ok}),
         "availability": availability,
