@@ -6,11 +6,13 @@ llama-server is used in test_openai_client.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 
 import pytest
+import requests
 from utils import API_KEY, backend, free_port, metric_value, sse_events, wait_for
 
 FAST = {"GATEWAY_CONNECT_TIMEOUT_S": "1", "GATEWAY_FIRST_BYTE_TIMEOUT_S": "1", "GATEWAY_IDLE_TIMEOUT_S": "1"}
@@ -241,6 +243,26 @@ def test_request_for_a_full_backend_waits_for_a_slot_and_is_served(start_gateway
     first.join()
     assert response.status_code == 200
     assert len(upstream.received()) == 2
+
+
+def test_client_leaving_the_queue_is_never_sent_upstream_and_holds_no_slot(start_gateway, upstream):
+    upstream.set("stall", seconds=1)
+    gateway = start_gateway([backend("only", upstream.url, ["m"], max_concurrency=1)])
+    first = threading.Thread(target=gateway.chat)
+    first.start()
+    time.sleep(0.3)
+    with contextlib.suppress(requests.Timeout):
+        requests.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            headers=gateway.headers,
+            timeout=0.3,
+        )
+    first.join()
+    wait_for(lambda: gateway.health()["backends"][0]["in_flight"] == 0)
+    assert len(upstream.received()) == 1
+    upstream.set("ok")
+    assert gateway.chat().status_code == 200
 
 
 QUEUE_LIMITS = {

@@ -253,7 +253,8 @@ class Gateway:
         model = "unknown"
         stream = False
         try:
-            self._check_key(request)
+            if not request.head_checked:  # checked once: the server's head_check may have done it
+                self._check_key(request)
             payload = self._parse_json(request.body)
             self._validate(endpoint, payload)
             requested = payload.get("model")

@@ -84,7 +84,7 @@ class Response:
 class Request:
     """One parsed request. `headers` has lower-case names; repeated headers are joined with ", "."""
 
-    __slots__ = ("_conn", "body", "headers", "http11", "method", "path", "query", "stream")
+    __slots__ = ("_conn", "body", "head_checked", "headers", "http11", "method", "path", "query", "stream")
 
     def __init__(
         self,
@@ -103,6 +103,7 @@ class Request:
         self.http11 = http11
         self.body = b""
         self.stream: ResponseStream | None = None
+        self.head_checked = False  # the server's head_check passed it
 
     def start_stream(self, status: int, headers: dict[str, str], length: int | None = None) -> ResponseStream:
         """Send the head of a streamed answer; the body (`length` bytes, when given) follows with
@@ -338,6 +339,7 @@ class _Connection(asyncio.Protocol):
             if refusal is not None:
                 self._reject_with(refusal)
                 raise _Rejected
+            self._request.head_checked = True
         if headers.get("expect", "").lower() == "100-continue" and http11:
             if self._task is None:
                 self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -444,7 +446,7 @@ class _Connection(asyncio.Protocol):
         # Read on unless enough is queued, or the last request read ends the connection.
         queue = self._queue
         room = len(queue) <= self._server.max_pipelined
-        if self._rejection is None and room and (not queue or queue[-1][1]):
+        if self._reading_paused and self._rejection is None and room and (not queue or queue[-1][1]):
             self.resume_reading()
 
     # -- writing -----------------------------------------------------------------------------------

@@ -211,7 +211,7 @@ class Forwarder:
         """The whole answer, or None when a stream was sent (ended with an error event if it broke)."""
         failure: Failure | None = None
         candidates = self._router.candidates(call.model)
-        tried: set[str] = set()
+        tried: set[int] = set()  # id()s: a property read and a hash of a name cost more
         down_wait = limited_wait = math.inf
         while outcome.attempts < self._settings.max_attempts:
             now = time.monotonic()
@@ -219,7 +219,7 @@ class Forwarder:
             chosen: Backend | None = None
             full: list[Backend] = []
             for backend in candidates:
-                if backend.name in tried:
+                if id(backend) in tried:
                     continue
                 if backend.wait_until > now:
                     limited_wait = min(limited_wait, backend.wait_until - now)
@@ -242,7 +242,7 @@ class Forwarder:
                 if chosen.wait_until > now or not chosen.breaker.allow(now):
                     chosen.release()  # it went out of rotation while we waited: look again
                     continue
-            tried.add(chosen.name)
+            tried.add(id(chosen))
             outcome.attempts += 1
             outcome.backend = chosen.name
             result = await self._attempt(request, call, chosen)
@@ -284,6 +284,11 @@ class Forwarder:
                 f" for {settings.pending_timeout:g}s",
                 retry_after=1,
             ) from None
+        except BaseException:
+            # Cancelled (the client left) after a slot was handed over, before we woke: give it on.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                waiter.result().release()
+            raise
         finally:
             expiry.cancel()
             for backend in queues:
@@ -387,7 +392,11 @@ class Forwarder:
                 # failover, no cooldown; the breaker counts it as the backend working).
                 if not (call.stream and status == 200 and content_type.startswith("text/event-stream")):
                     headers_out = {"Content-Type": content_type, "X-Gateway-Backend": backend.name}
-                    body, complete = await _read_up_to(upstream, self._settings.max_buffered_answer_bytes)
+                    limit = self._settings.max_buffered_answer_bytes
+                    if upstream.length is not None and upstream.length <= limit:
+                        body, complete = await upstream.read(), True  # the common case, inline
+                    else:
+                        body, complete = await _read_up_to(upstream, limit)
                     if not complete:  # too large to hold: streamed through
                         result = _Relay(upstream, body, status, headers_out, upstream.length, sse=False)
                         upstream = None  # the caller owns it now

@@ -34,6 +34,7 @@ _MAX_INTERIM = 32
 _MAX_CHUNK_LINE = 4096
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
 _NO_BODY_STATUSES = frozenset({204, 304})
+_STATUSES = {str(code): code for code in range(100, 600)}  # three digits, 100-599, nothing else
 
 
 class UpstreamError(Exception):
@@ -61,25 +62,25 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._paused = False
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        if len(self.buffer) > _HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
+        if len(self.buffer) > _HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
             self.transport.pause_reading()
         self._wake()
 
     def taken(self) -> None:
         """Bytes were taken from the buffer: read again once it is low."""
-        if self._paused and len(self.buffer) < _LOW_WATER:
+        if self.paused and len(self.buffer) < _LOW_WATER:
             self._resume()
 
     def _resume(self) -> None:
-        self._paused = False
+        self.paused = False
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
 
@@ -101,7 +102,7 @@ class _Connection(asyncio.Protocol):
         """Wait for more bytes; raise UpstreamClosed if none can come."""
         if self.closed:
             raise UpstreamClosed(f"connection closed by the backend ({self.error or 'EOF'})")
-        if self._paused:
+        if self.paused:
             self._resume()  # more is needed than the buffer holds
         self._waiter = asyncio.get_running_loop().create_future()
         try:
@@ -173,7 +174,8 @@ class Response:
             size = len(buffer) if self._remaining is None else min(len(buffer), self._remaining)
             piece = bytes(buffer[:size])
             del buffer[:size]
-            self._conn.taken()
+            if self._conn.paused:
+                self._conn.taken()
             if self._remaining is not None:
                 self._remaining -= size
                 self._done = self._remaining == 0
@@ -181,7 +183,8 @@ class Response:
         try:
             return self._take_chunks(buffer)
         finally:
-            self._conn.taken()
+            if self._conn.paused:
+                self._conn.taken()
 
     def _take_chunks(self, buffer: bytearray) -> bytes:
         out = bytearray()
@@ -302,7 +305,8 @@ class Pool:
                     await conn.more()
                 raw = bytes(conn.buffer[:end])
                 del conn.buffer[: end + 4]
-                conn.taken()
+                if conn.paused:
+                    conn.taken()
                 status, headers = _parse_head(raw)
                 if status >= 200:
                     break
@@ -334,27 +338,30 @@ def _parse_head(raw: bytes) -> tuple[int, dict[str, str]]:
     Raises UpstreamClosed for anything a client must not receive: a CR, LF or NUL inside a line
     (a header injected into the client's answer), a status outside 100-599, whitespace in a name
     or before its colon, obs-fold."""
-    if b"\0" in raw or raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\n"):
+    text = raw.decode("latin-1")
+    lines = text.split("\r\n")
+    breaks = len(lines) - 1
+    if text.count("\n") != breaks or text.count("\r") != breaks or "\0" in text:
         raise UpstreamClosed("malformed answer head: CR, LF or NUL inside a line")
-    lines = raw.decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         raise UpstreamClosed(f"not an HTTP/1.x answer: {lines[0][:40]!r}")
-    code = rest[:3]
-    if not (len(code) == 3 and code.isascii() and code.isdigit() and rest[3:4] in ("", " ")):
-        raise UpstreamClosed(f"malformed status line: {lines[0][:40]!r}")
-    status = int(code)
-    if not 100 <= status <= 599:
-        raise UpstreamClosed(f"status {status} is outside 100-599")
+    status = _STATUSES.get(rest[:3])
+    if status is None or rest[3:4] not in ("", " "):
+        raise UpstreamClosed(f"malformed status line, or a status outside 100-599: {lines[0][:40]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        if not colon or not name or " " in name or "\t" in name:
+        if not colon:
             raise UpstreamClosed(f"malformed header line: {line[:40]!r}")
         key = name.lower()
-        value = value.strip(" \t")
-        previous = headers.get(key)
-        headers[key] = value if previous is None else f"{previous}, {value}"
+        if key in headers:
+            headers[key] += ", " + value.strip(" \t")
+        else:
+            headers[key] = value.strip(" \t")
+    names = "".join(headers)  # checked once: no empty name, no whitespace in or around one
+    if " " in names or "\t" in names or "" in headers:
+        raise UpstreamClosed("malformed header line: whitespace in a name, or no name")
     if version == "HTTP/1.0":
         headers.setdefault("connection", "close")
     return status, headers
@@ -371,6 +378,8 @@ def _framing(headers: dict[str, str]) -> tuple[bool, int | None]:
         return coding.rsplit(",", 1)[-1].strip(" \t").lower() == "chunked", None
     if length_field is None:
         return False, None
+    if length_field.isdigit() and length_field.isascii() and len(length_field) <= 18:
+        return False, int(length_field)
     values = {v.strip(" \t") for v in length_field.split(",")}
     value = values.pop()
     if values or not value or not value.isascii() or not value.isdigit() or len(value) > 18:
