@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# setup: up
 # Observability's tools: Debian's Prometheus (the server the dashboard test starts on
 # loopback, and promtool, which checks and unit-tests observability/prometheus/). The package's
 # own service is never started here (no systemd as PID 1); the tests run the binary themselves.

@@ -55,7 +55,7 @@ def stack_resources() -> dict[str, list[str]]:
     return {
         "containers": podman("ps", "--all", "--filter", LABEL, "--format", "{{.Names}}"),
         "networks": podman("network", "ls", "--filter", LABEL, "--format", "{{.Name}}"),
-        "images": podman("images", "--filter", LABEL, "--format", "{{.Repository}}:{{.Tag}}"),
+        "images": podman("images", "--all", "--filter", LABEL, "--format", "{{.ID}}"),
     }
 
 
@@ -84,6 +84,9 @@ def bystander():
     ).stdout.strip()
     name = "llm-canary-e2e-bystander"
     subprocess.run(["podman", "rm", "--force", name], capture_output=True, check=False)
-    podman("--runtime", "runc", "run", "--detach", "--name", name, base, "sleep", "infinity")
+    podman(
+        *("--runtime", "runc", "run", "--detach", "--name", name),
+        *("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096", base, "sleep", "infinity"),
+    )
     yield name
     subprocess.run(["podman", "rm", "--force", "--time", "0", name], capture_output=True, check=False)
