@@ -195,6 +195,41 @@ def test_head_over_max_head_bytes_is_431_json_and_the_connection_closed():
     run(scenario())
 
 
+def test_more_header_lines_than_max_headers_is_431_json_and_the_connection_closed():
+    async def scenario() -> None:
+        async with serving(max_headers=10) as server:
+            client = await Client.connect(server)
+            reply = await client.request(get(extra="".join(f"X-{i}: v\r\n" for i in range(10))))
+            assert_json_error(reply, 431, "too_many_headers")  # Host and ten more
+            assert await client.closed_by_server()
+
+    run(scenario())
+
+
+def test_head_check_answers_a_request_with_a_body_before_reading_it_and_skips_one_without():
+    seen: list[str] = []
+
+    def refuse(request: Request) -> Response | None:
+        seen.append(request.path)
+        return Response(401, b"no", {"Content-Type": "text/plain"})
+
+    async def scenario() -> None:
+        async with serving(head_check=refuse) as server:
+            client = await Client.connect(server)
+            await client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 900\r\n\r\n")  # no body
+            reply = await client.reply()
+            assert (reply.status, reply.body, reply.headers["connection"]) == (401, b"no", "close")
+
+    async def bodyless() -> None:
+        async with serving(head_check=refuse) as server:
+            client = await Client.connect(server)
+            assert (await client.request(get())).status == 200
+
+    run(scenario())
+    run(bodyless())
+    assert seen == ["/echo"]
+
+
 def test_endless_header_line_sent_in_pieces_is_431():
     async def scenario() -> None:
         async with serving() as server:
@@ -487,6 +522,24 @@ def test_streamed_answer_is_chunked_on_http11_and_ends_with_the_terminating_chun
             assert reply.raw_body == (
                 b"9\r\ndata: 1\n\n\r\n9\r\ndata: 2\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
             )
+            assert (await client.request(get())).status == 200  # the connection is reused
+
+    run(scenario())
+
+
+def test_streamed_answer_with_a_length_has_content_length_and_keeps_the_connection():
+    async def sized(request: Request) -> None:
+        stream = request.start_stream(200, {"Content-Type": "application/json"}, length=8)
+        for data in (b'{"a"', b": 1}"):
+            await stream.write(data)
+        stream.end()
+
+    async def scenario() -> None:
+        async with serving(sized) as server:
+            client = await Client.connect(server)
+            reply = await client.request(get())
+            assert (reply.headers["content-length"], reply.raw_body) == ("8", b'{"a": 1}')
+            assert "transfer-encoding" not in reply.headers
             assert (await client.request(get())).status == 200  # the connection is reused
 
     run(scenario())
