@@ -25,6 +25,24 @@ def test_defaults_follow_the_contract():
     assert settings.client_keep_alive > 600
 
 
+LIMITS = {
+    "GATEWAY_MAX_HEAD_BYTES": ("max_head_bytes", 64 * 1024, "8192", 8192),
+    "GATEWAY_MAX_HEADERS": ("max_headers", 100, "50", 50),
+    "GATEWAY_MAX_PIPELINED": ("max_pipelined", 1, "0", 0),
+    "GATEWAY_MAX_BUFFERED_ANSWER_BYTES": ("max_buffered_answer_bytes", 1024 * 1024, "4096", 4096),
+    "GATEWAY_RETRY_AFTER_MAX_S": ("retry_after_max", 120.0, "30", 30.0),
+    "GATEWAY_MAX_PENDING": ("max_pending", 1024, "10", 10),
+    "GATEWAY_PENDING_TIMEOUT_S": ("pending_timeout", 30.0, "2.5", 2.5),
+}
+
+
+@pytest.mark.parametrize(("key", "limit"), LIMITS.items(), ids=LIMITS.keys())
+def test_limit_has_its_documented_default_and_is_set_from_the_environment(key, limit):
+    field, default, raw, parsed = limit
+    assert getattr(load_settings(BASE), field) == default
+    assert getattr(load_settings({**BASE, key: raw}), field) == parsed
+
+
 def test_yaml_file_is_read_and_the_environment_wins(tmp_path):
     config = tmp_path / "gateway.yml"
     config.write_text(
@@ -100,6 +118,10 @@ def test_yaml_file_is_read_and_the_environment_wins(tmp_path):
             },
             "GATEWAY_BACKENDS[0].url",
         ),
+        ({"GATEWAY_RETRY_AFTER_MAX_S": "inf"}, "GATEWAY_RETRY_AFTER_MAX_S"),
+        ({"GATEWAY_PENDING_TIMEOUT_S": "nan"}, "GATEWAY_PENDING_TIMEOUT_S"),
+        ({"GATEWAY_MAX_HEADERS": "2"}, "GATEWAY_MAX_HEADERS"),
+        ({"GATEWAY_MAX_PIPELINED": "-1"}, "GATEWAY_MAX_PIPELINED"),
     ],
     ids=[
         "no-keys",
@@ -116,6 +138,10 @@ def test_yaml_file_is_read_and_the_environment_wins(tmp_path):
         "zero-timeout",
         "zero-keep-alive",
         "url-with-query",
+        "retry-after-cap-inf",
+        "pending-timeout-nan",
+        "max-headers-too-few",
+        "max-pipelined-negative",
     ],
 )
 def test_bad_setting_is_refused_naming_it(override, named):
@@ -149,3 +175,18 @@ def test_client_keep_alive_setting_reaches_the_server(start_gateway, upstream):
         started = time.monotonic()
         assert conn.recv(1) == b""  # the gateway closed the idle connection
         assert 0.9 < time.monotonic() - started < 5  # after the setting's 1 s (the sweep runs every second)
+
+
+@pytest.mark.parametrize(
+    ("setting", "extra_headers"),
+    [
+        ({"GATEWAY_MAX_HEADERS": "10"}, "".join(f"X-{i}: v\r\n" for i in range(10))),
+        ({"GATEWAY_MAX_HEAD_BYTES": "2048"}, "X-Big: " + "v" * 2100 + "\r\n"),
+    ],
+    ids=["max-headers", "max-head-bytes"],
+)
+def test_head_limit_settings_reach_the_server(start_gateway, upstream, setting, extra_headers):
+    gateway = start_gateway([backend("fake", upstream.url, ["m"])], **setting)
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as conn:
+        conn.sendall(f"GET /health HTTP/1.1\r\nHost: x\r\n{extra_headers}\r\n".encode())
+        assert conn.recv(65536).startswith(b"HTTP/1.1 431 ")
