@@ -87,12 +87,13 @@ def test_up_answers_through_the_whole_path(up):
         "llm-canary-llamacpp-1",
         "llm-canary-gateway",
         "llm-canary-worker",
+        "llm-canary-prometheus",
     }
 
 
 def test_up_writes_the_outputs_and_keeps_secrets_private():
     written = outputs()
-    for key in ("worker_url", "gateway_url", "llamacpp_url", "model"):
+    for key in ("worker_url", "gateway_url", "llamacpp_url", "prometheus_url", "model"):
         assert written[key], key
     assert written["llamacpp_vm_static_ip"] == "10.89.42.11"
     for key in ("jwt_secret_file", "gateway_api_key_file"):
@@ -144,18 +145,82 @@ def test_the_canary_fails_naming_the_checks_while_llama_server_is_stopped():
     assert "slo: availability" in failed
 
 
+def _backends_up() -> bool:
+    """llama.cpp answers its /health and the gateway has taken it back (its probe saw it)."""
+    try:
+        llama = requests.get(f"{outputs()['llamacpp_url']}/health", timeout=5).status_code == 200
+        gateway = requests.get(f"{outputs()['gateway_url']}/health", timeout=5).json()
+    except requests.RequestException:
+        return False
+    return llama and all(backend["up"] for backend in gateway["backends"])
+
+
 def test_the_canary_passes_again_once_llama_server_is_back():
-    url = outputs()["llamacpp_url"]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(1)
+    _wait_for("llama.cpp back in the gateway", _backends_up, timeout=120)
     result = run(CANARY, "-e", "canary_skip_deploy=true", env={"TARGET": "local"})
     assert result.rc == 0, result.output[-4000:]
+
+
+def _prometheus(path: str) -> dict:
+    answer = requests.get(f"{outputs()['prometheus_url']}{path}", timeout=10)
+    answer.raise_for_status()
+    return answer.json()["data"]
+
+
+def _wait_for(what: str, condition, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(2)
+
+
+def test_prometheus_scrapes_every_part_of_the_stack():
+    def all_up() -> bool:
+        targets = _prometheus("/api/v1/targets?state=active")["activeTargets"]
+        return {(t["labels"]["job"], t["health"]) for t in targets} == {
+            ("gateway", "up"),
+            ("llamacpp", "up"),
+            ("ai_exporter", "up"),
+        }
+
+    _wait_for("every target up", all_up, timeout=60)
+    assert _prometheus("/api/v1/rules?type=alert")["groups"], "no alert rules loaded"
+
+
+def _model_alert_states() -> set[str]:
+    return {
+        alert["state"]
+        for alert in _prometheus("/api/v1/alerts")["alerts"]
+        if alert["labels"]["alertname"] == "LLMModelNotLoaded"
+    }
+
+
+def test_the_model_not_loaded_alert_fires_while_llama_server_is_stopped_and_resolves():
+    # The rules with every for: at 20 s (a test-only override), so pending and firing both show.
+    assert playbook("site.yml", "-e", "local_prometheus_alert_for=20s").rc == 0
+    _llama_server("stop")
+    try:
+        _wait_for("LLMModelNotLoaded pending", lambda: "pending" in _model_alert_states())
+        _wait_for("LLMModelNotLoaded firing", lambda: "firing" in _model_alert_states())
+    finally:
+        _llama_server("start")
+    _wait_for("LLMModelNotLoaded resolved", lambda: not _model_alert_states())
+
+
+def _runbook_commands() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", (ROOT / "docs/runbook.md").read_text(), re.DOTALL)
+
+
+def test_every_runbook_command_runs_on_the_stack():
+    blocks = _runbook_commands()
+    assert len(blocks) >= 10
+    for block in blocks:
+        result = subprocess.run(
+            ["bash", "-e", "-c", block], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert result.returncode == 0, (
+            f"{block}\n--- exit {result.returncode}:\n{result.stdout}{result.stderr}"
+        )
 
 
 def test_a_failed_deploy_is_the_canarys_exit_status_2():
