@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 RUN := source scripts/lib.sh && activate_venv &&
 
-.PHONY: help setup deps up canary test lint test-infra test-gateway test-worker test-roles test-vm test-e2e bench destroy lock
+.PHONY: help setup deps up canary test lint test-infra test-gateway test-worker test-roles test-vm test-observability test-e2e bench destroy lock
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ canary: ## deploy the local target, smoke-test it, SLO verdict; exit 0 pass, 1 f
 	@$(RUN) TARGET=local tools/deploy/ci/deploy_ollama_gcp.sh
 
 test: setup ## lint, then every test suite
-	@$(MAKE) --no-print-directory SETUP_DONE=1 lint test-infra test-gateway test-worker test-roles test-vm test-e2e
+	@$(MAKE) --no-print-directory SETUP_DONE=1 lint test-infra test-gateway test-worker test-roles test-vm test-observability test-e2e
 
 lint: setup ## ansible-lint (production profile, offline), yamllint, ruff
 	@$(RUN) scripts/lint.sh
@@ -44,6 +44,9 @@ test-roles: setup ## Molecule: every role on real systemd hosts under podman
 
 test-vm: setup ## testinfra over SSH against a QEMU Debian VM
 	@$(RUN) scripts/test-vm.sh
+
+test-observability: setup ## promtool on the rules, the dashboard's queries on a real Prometheus, Datadog monitors vs a fake
+	@$(RUN) scripts/test-observability.sh
 
 test-e2e: setup ## the local target end to end: make up from clean, canary pass/fail, rerun, destroy
 	@$(RUN) scripts/test-e2e.sh
