@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import CONDITIONAL_BINDING, FLY, OPS, PROJECT, Deployment
+from conftest import CONDITIONAL_BINDING, FLY, OPS, PROJECT, ROOT, Deployment
 
 from tests.fakes.gcp._platform import OWNER
 
@@ -161,6 +161,34 @@ def test_gateway_backends_point_at_private_addresses(deployed: Deployment) -> No
             "url": f"http://{addresses['llm-canary-llamacpp-1-internal-ip']['address']}:8080",
         },
     ]
+
+
+def test_prometheus_scrape_targets_are_the_vms_private_addresses(deployed: Deployment) -> None:
+    addresses = deployed.cloud.fake.resources("addresses")
+    private = {
+        vm: addresses[f"{vm}-internal-ip"]["address"]
+        for vm in ("llm-canary-ollama-1", "llm-canary-llamacpp-1")
+    }
+    prometheus = deployed.cloud.outputs_dir / PROJECT / "prometheus"
+
+    def targets(job: str) -> list[dict]:
+        return json.loads((prometheus / "targets" / f"{job}.json").read_text())
+
+    assert targets("ai_exporter") == [
+        {"targets": [f"{private[vm]}:9101"], "labels": {"vm": vm, "kind": kind}}
+        for vm, kind in (("llm-canary-ollama-1", "ollama"), ("llm-canary-llamacpp-1", "llamacpp"))
+    ]
+    assert targets("llamacpp") == [
+        {
+            "targets": [f"{private['llm-canary-llamacpp-1']}:8080"],
+            "labels": {"vm": "llm-canary-llamacpp-1", "kind": "llamacpp"},
+        }
+    ]
+    assert targets("gateway") == []
+    assert (prometheus / "prometheus.yml").read_text() == (
+        ROOT / "observability/prometheus/prometheus-gcp.yml"
+    ).read_text()
+    assert (prometheus / "alerts.yaml").is_file()
 
 
 def test_created_vms_join_the_host_groups_with_their_addresses(deployed: Deployment) -> None:
