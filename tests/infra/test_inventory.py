@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import PROJECT, ROOT, Deployment
+import yaml
+from conftest import PROJECT, ROOT, Cloud, Deployment
 
 
 def plain(value: object) -> object:
@@ -35,3 +36,29 @@ def test_dynamic_inventory_gives_the_groups_and_addresses_add_host_gave(deployed
             public,
             private,
         )
+
+
+def test_written_inventory_names_the_auth_kind_and_works_without_gcp_auth_kind(cloud: Cloud) -> None:
+    """The plugin requires auth_kind; the file carries the run's kind (never its token), so the
+    inventory works for a user whose environment has no GCP_AUTH_KIND."""
+    del cloud.env["GCP_AUTH_KIND"]
+    cloud.apply(enable_ollama_vm=False, infra_gcp_auth_kind="accesstoken")
+    inventory = cloud.outputs_dir / f"{PROJECT}.gcp_compute.yml"
+    written = yaml.safe_load(inventory.read_text())
+    assert written["auth_kind"] == "accesstoken"
+    assert cloud.fake.token not in inventory.read_text()
+    done = subprocess.run(
+        ["ansible-inventory", "-i", str(inventory), "--list"],
+        cwd=ROOT,
+        env=cloud.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(json.loads(done.stdout)["llamacpp"]["hosts"]) == ["llm-canary-llamacpp-1"]
+
+
+def test_shipped_inventory_names_an_auth_kind() -> None:
+    shipped = yaml.safe_load((ROOT / "inventory" / "gcp.gcp_compute.yml").read_text())
+    assert shipped["auth_kind"] == "application"
