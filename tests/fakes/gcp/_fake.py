@@ -14,6 +14,7 @@ from ._compute import Compute, ComputeState
 from ._discovery import Api
 from ._errors import ApiError, service_disabled
 from ._platform import Iam, PlatformState, ResourceManager, ServiceUsage
+from ._serverless import ServerlessState, serverless_services
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 READ_ONLY_POSTS = ("Operations.wait", ".getIamPolicy")
@@ -59,6 +60,7 @@ class FakeGcp:
     requests: list[LoggedRequest] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    serverless: ServerlessState = field(default_factory=ServerlessState)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -73,6 +75,9 @@ class FakeGcp:
             self._services[api.host] = (api, service)
         # The legacy endpoint still serves Compute (google.cloud's inventory plugin calls it).
         self._services["www.googleapis.com"] = self._services["compute.googleapis.com"]
+        # Cloud Run, Secret Manager, Artifact Registry, Cloud Build, Cloud Storage (_serverless.py).
+        for api, service in serverless_services(self.serverless, self.platform):
+            self._services[api.host] = (api, service)
 
     # --- control, for tests ----------------------------------------------------------------------
 
@@ -106,7 +111,18 @@ class FakeGcp:
             body: Any = None
             method_id = "?"
             try:
-                if raw_body:
+                if host.endswith(".run.app"):
+                    # A Cloud Run service's own URL: its revisions answer, not the Admin API.
+                    status, answer = self._services["run.googleapis.com"][1].serve(  # type: ignore[attr-defined]
+                        method, host, url.path, headers, raw_body
+                    )
+                    self.requests.append(
+                        LoggedRequest(method, host, url.path, "run.app", query, None, status)
+                    )
+                    return status, answer
+                if raw_body and url.path.startswith("/upload/"):
+                    body = raw_body  # a media upload: the bytes themselves
+                elif raw_body:
                     try:
                         body = json.loads(raw_body)
                     except ValueError as err:

@@ -14,6 +14,8 @@ from ._fake import FakeGcp
 from ._tls import TestCertificates, make_certificates
 
 INTERCEPTED_SUFFIX = ".googleapis.com"
+# Cloud Run services answer on their own *.a.run.app URLs (served by the fake too).
+RUN_APP_SUFFIX = ".a.run.app"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -23,7 +25,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_CONNECT(self) -> None:
         host = self.path.rsplit(":", 1)[0]
-        if not host.endswith(INTERCEPTED_SUFFIX):
+        if not host.endswith((INTERCEPTED_SUFFIX, RUN_APP_SUFFIX)):
             self.send_error(403, f"the fake GCP proxy only intercepts *{INTERCEPTED_SUFFIX}")
             return
         self.send_response(200, "Connection established")
@@ -72,7 +74,7 @@ class RunningFake:
     def __init__(self, fake: FakeGcp, workdir: Path) -> None:
         self.fake = fake
         self.certificates: TestCertificates = make_certificates(
-            workdir, ["*.googleapis.com", "googleapis.com"]
+            workdir, ["*.googleapis.com", "googleapis.com", "*.a.run.app"]
         )
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(self.certificates.cert_file, self.certificates.key_file)
