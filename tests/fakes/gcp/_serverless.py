@@ -23,6 +23,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from ._discovery import Api, Method
 from ._errors import ApiError, already_exists, invalid, not_found, service_disabled
@@ -715,7 +716,7 @@ class CloudBuild(_Base):
             return copy.deepcopy(build)
 
         return self.state.long_running(
-            f"operations/build/{project.project_id}/{build_id}",
+            f"operations/{build_id}",  # one path segment: the discovery flatPath routes only that
             finish,
             {
                 "@type": "type.googleapis.com/google.devtools.cloudbuild.v1.BuildOperationMetadata",
@@ -790,7 +791,7 @@ class Storage(_Base):
                 ],
             }
         if method_id == "storage.objects.delete":
-            if self.state.objects.pop((bucket_name, params["object"]), None) is None:
+            if self.state.objects.pop((bucket_name, unquote(params["object"])), None) is None:
                 raise ApiError(404, "No such object.", "notFound")
             return {}
         raise _unimplemented(method_id)
