@@ -12,7 +12,7 @@ from conftest import PROJECT, ROOT, Cloud, PlayResult
 
 sys.path.insert(0, str(ROOT / "tests" / "fakes" / "cloudflare"))
 
-from fake_cloudflare import FakeCloudflare  # noqa: E402
+from fake_cloudflare import FakeCloudflare
 
 CF_TOKEN = "cf-gateway-test-token-0123456789"
 CF_ACCOUNT = "0123456789abcdef0123456789abcdef"
@@ -32,7 +32,9 @@ class GatewayCloud(Cloud):
         self.cloudflare = FakeCloudflare(CF_TOKEN, CF_ACCOUNT)
         self.cloudflare_url = self.cloudflare.serve()
 
-    def deploy(self, playbook: str = "tests/infra/gateway_site.yml", check: bool = False, **variables: Any) -> PlayResult:
+    def deploy(
+        self, playbook: str = "tests/infra/gateway_site.yml", check: bool = False, **variables: Any
+    ) -> PlayResult:
         base = {
             "gateway_env": {"GATEWAY_API_KEYS": CLIENT_KEY, "GATEWAY_METRICS": "true"},
             "edge_cloudflare_account_id": CF_ACCOUNT,
@@ -69,7 +71,11 @@ class GatewayCloud(Cloud):
 
     def api_writes(self) -> list[str]:
         """Mutating calls to Google's APIs (not requests to the services' own run.app URLs)."""
-        return [f"{r.method} {r.host}{r.path}" for r in self.fake.mutating_requests() if r.host.endswith("googleapis.com")]
+        return [
+            f"{r.method} {r.host}{r.path}"
+            for r in self.fake.mutating_requests()
+            if r.host.endswith("googleapis.com")
+        ]
 
     def worker_upstream(self) -> str:
         script = self.cloudflare.scripts["llm-canary-edge"]

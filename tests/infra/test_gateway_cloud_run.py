@@ -57,3 +57,120 @@ def test_unchanged_rerun_writes_nothing(gw):
     assert rerun.rc == 0, rerun.output[-5000:]
     assert rerun.changed == 0, rerun.output[-5000:]
     assert (gw.revisions(), gw.secret_versions(), len(gw.state.builds), len(gw.api_writes())) == before
+
+
+NEW_IMAGE = "us-central1-docker.pkg.dev/canary-test/llm-canary/gateway@sha256:" + "b" * 64
+BROKEN_IMAGE = "us-central1-docker.pkg.dev/canary-test/llm-canary/gateway@sha256:" + "c" * 64
+
+
+def test_image_change_is_one_tagged_revision_without_traffic_then_promote_and_roll_back(gw):
+    assert gw.deploy().rc == 0
+    (first,) = gw.revisions()
+    changed = gw.deploy(gateway_image=NEW_IMAGE, gateway_promotion="never")
+    assert changed.rc == 0, changed.output[-5000:]
+    second = next(r for r in gw.revisions() if r != first)
+    assert len(gw.revisions()) == 2
+    assert gw.traffic() == {first: (100, ""), second: (0, "canary")}
+    assert len(gw.state.builds) == 1  # a given image is not built
+    assert "not promoted: gateway_promotion=never" in changed.output
+
+    promoted = gw.deploy(gateway_image=NEW_IMAGE, gateway_traffic="promote")
+    assert promoted.rc == 0, promoted.output[-5000:]
+    assert gw.traffic() == {second: (100, "canary"), first: (0, "previous")}
+    assert len(gw.revisions()) == 2
+
+    rolled_back = gw.deploy(gateway_image=NEW_IMAGE, gateway_traffic="rollback")
+    assert rolled_back.rc == 0, rolled_back.output[-5000:]
+    assert gw.traffic() == {first: (100, "previous"), second: (0, "canary")}
+    assert len(gw.revisions()) == 2
+    assert outputs(gw)["gateway_url"] == gw.service()["uri"]
+
+
+def test_site_promotes_a_changed_gateway_once_its_tag_url_is_healthy(gw):
+    assert gw.deploy().rc == 0
+    (first,) = gw.revisions()
+    result = gw.deploy(gateway_image=NEW_IMAGE)
+    assert result.rc == 0, result.output[-5000:]
+    second = next(r for r in gw.revisions() if r != first)
+    assert gw.traffic() == {second: (100, "canary"), first: (0, "previous")}
+    # Its own tag URL was asked first, while it had no traffic.
+    assert (second, "/health") in gw.state.served
+
+
+def test_an_unhealthy_canary_is_not_promoted_and_the_old_revision_keeps_serving(gw):
+    assert gw.deploy().rc == 0
+    (first,) = gw.revisions()
+    gw.state.unhealthy_images.add(BROKEN_IMAGE)
+    result = gw.deploy(gateway_image=BROKEN_IMAGE)
+    assert result.rc != 0
+    assert "/health answered 503" in result.output and f"{first} keeps serving" in result.output
+    assert gw.traffic()[first] == (100, "")
+
+
+def test_ten_percent_split(gw):
+    assert gw.deploy().rc == 0
+    (first,) = gw.revisions()
+    result = gw.deploy(gateway_image=NEW_IMAGE, gateway_canary_percent=10, gateway_promotion="never")
+    assert result.rc == 0, result.output[-5000:]
+    second = next(r for r in gw.revisions() if r != first)
+    assert gw.traffic() == {first: (90, ""), second: (10, "canary")}
+
+
+def test_check_mode_makes_no_mutating_call(gw):
+    assert gw.deploy().rc == 0
+    writes = len(gw.api_writes())
+    revisions = gw.revisions()
+    result = gw.deploy(
+        check=True, gateway_image=NEW_IMAGE, gateway_env={"GATEWAY_API_KEYS": "another-key-0123"}
+    )
+    assert result.rc == 0, result.output[-5000:]
+    assert len(gw.api_writes()) == writes
+    assert gw.revisions() == revisions
+    assert "changed: [localhost]" in result.output
+
+
+def test_check_mode_on_a_fresh_project_makes_no_mutating_call(gw):
+    gw.fake.platform.projects["canary-test"].services.update(
+        [
+            "run.googleapis.com",
+            "secretmanager.googleapis.com",
+            "artifactregistry.googleapis.com",
+            "cloudbuild.googleapis.com",
+            "storage.googleapis.com",
+        ]
+    )
+    result = gw.deploy(check=True)
+    assert result.rc == 0, result.output[-5000:]
+    assert gw.api_writes() == []
+
+
+def test_a_revision_that_never_becomes_ready_ends_the_play_with_its_reason(gw):
+    assert gw.deploy().rc == 0
+    (first,) = gw.revisions()
+    gw.state.failing_images[BROKEN_IMAGE] = (
+        "HEALTH_CHECK_CONTAINER_ERROR",
+        "The user-provided container failed the configured startup probe checks.",
+    )
+    result = gw.deploy(gateway_image=BROKEN_IMAGE)
+    assert result.rc != 0
+    assert "did not become ready (HEALTH_CHECK_CONTAINER_ERROR)" in result.output
+    assert "startup probe checks" in result.output
+    assert gw.traffic() == {first: (100, "canary")}
+    assert "Edge Worker" not in result.output.split("PLAY RECAP")[0].split("Model gateway on Cloud Run")[1]
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "message", "expected"),
+    [
+        (403, "forbidden", "Permission 'run.services.get' denied on resource", "permission denied"),
+        (429, "rateLimitExceeded", "Quota exceeded for quota metric 'Read requests'", "quota exceeded"),
+    ],
+    ids=["permission-denied", "quota"],
+)
+def test_permission_and_quota_errors_end_with_clear_messages(gw, code, reason, message, expected):
+    gw.fake.inject("GET", r"/v2/projects/.*/services/llm-canary-gateway$", code, reason, message, times=5)
+    result = gw.deploy()
+    assert result.rc != 0
+    assert expected in result.output and message in result.output
+    assert "Cloud Run service llm-canary-gateway" in result.output
+    assert_no_secret_in(result.output)
