@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test-roles: `molecule test` (create, converge, idempotence, verify, destroy) for every
-# scenario directory under molecule/ (each one that has a molecule.yml; molecule/_shared/ holds
-# the configuration they share), after the roles' own unit tests (roles/*/tests/).
+# scenario directory under molecule/ (each one that has a molecule.yml, but default/; molecule/_shared/
+# holds the configuration they share), after the roles' own unit tests (roles/*/tests/).
 # Name scenarios to run only those:
 #   scripts/test-roles.sh llamacpp ai_exporter
 # KEEP=1 leaves the containers running after a failure, for `podman exec -it llm-canary-NAME bash`.
@@ -27,7 +27,8 @@ else
   scenarios=()
   for file in molecule/*/molecule.yml; do
     dir="${file%/molecule.yml}"
-    scenarios+=("${dir##*/}")
+    # molecule/default/ is not a scenario (its molecule.yml says why).
+    [ "${dir##*/}" = default ] || scenarios+=("${dir##*/}")
   done
 fi
 
