@@ -24,6 +24,14 @@ from conftest import Cloud
         pytest.param({"project_id": ""}, "project_id", id="no-project"),
         pytest.param({"ollama_vm_count": "two"}, "ollama_vm_count", id="count-not-a-number"),
         pytest.param({"enable_llamacpp_service": True}, "enable_llamacpp_service", id="service-not-built"),
+        pytest.param(
+            {"create_project": True, "infra_project_parent": {"type": "organization", "id": "123456789"}},
+            "infra_billing_account",
+            id="new-project-without-billing-account",
+        ),
+        pytest.param(
+            {"infra_billing_account": "my-billing"}, "infra_billing_account", id="malformed-billing-account"
+        ),
     ],
 )
 def test_bad_variable_stops_before_any_api_call_naming_it(

@@ -92,11 +92,20 @@ def test_create_project_creates_it_before_enabling_apis(tmp_path: Path) -> None:
     try:
         parent = {"type": "organization", "id": "123456789"}
         cloud.apply(
-            create_project=True, infra_project_parent=parent, enable_ollama_vm=False, enable_llamacpp_vm=False
+            create_project=True,
+            infra_project_parent=parent,
+            infra_billing_account="012345-6789AB-CDEF01",
+            enable_ollama_vm=False,
+            enable_llamacpp_vm=False,
         )
         assert cloud.fake.platform.projects[PROJECT].parent == parent
+        assert cloud.fake.platform.projects[PROJECT].billing_account == "billingAccounts/012345-6789AB-CDEF01"
         calls = [r.method_id for r in cloud.fake.mutating_requests()]
-        assert calls[:2] == ["cloudresourcemanager.projects.create", "serviceusage.services.batchEnable"]
+        assert calls[:3] == [
+            "cloudresourcemanager.projects.create",
+            "cloudbilling.projects.updateBillingInfo",
+            "serviceusage.services.batchEnable",
+        ]
         assert set(cloud.fake.resources("networks")) == {"llm-canary"}
     finally:
         cloud.stop()

@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from ._compute import Compute, ComputeState
 from ._discovery import Api
-from ._errors import ApiError, service_disabled
-from ._platform import Iam, PlatformState, ResourceManager, ServiceUsage
+from ._errors import ApiError
+from ._platform import Billing, Iam, PlatformState, ResourceManager, ServiceUsage
 from ._serverless import ServerlessState, serverless_services
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -70,6 +70,7 @@ class FakeGcp:
             ("serviceusage.v1", ServiceUsage(self.platform)),
             ("iam.v1", Iam(self.platform)),
             ("cloudresourcemanager.v1", ResourceManager(self.platform)),
+            ("cloudbilling.v1", Billing(self.platform)),
         ):
             api = Api(name)
             self._services[api.host] = (api, service)
@@ -163,6 +164,4 @@ class FakeGcp:
                 raise fault.error
 
     def _require_enabled(self, service: str, project_id: str) -> None:
-        project = self.platform.project(project_id)
-        if service not in project.services:
-            raise service_disabled(service, project_id)
+        self.platform.require_enabled(service, project_id)

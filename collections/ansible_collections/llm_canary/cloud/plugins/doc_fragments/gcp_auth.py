@@ -39,6 +39,17 @@ options:
         with exponential backoff starting at one second.
     type: int
     default: 4
+  api_propagation_timeout:
+    description:
+      - How many seconds to keep retrying, with exponential backoff up to ten seconds apart, a call
+        refused because a change has not propagated yet, which Google documents as passing by
+        itself - an API enabled a moment ago (HTTP 403 C(SERVICE_DISABLED)), or for
+        M(llm_canary.cloud.gcp_project_iam_members) a service account made a moment ago (HTTP 400
+        "does not exist").
+      - A user's credentials without a quota project also get C(SERVICE_DISABLED) (naming gcloud's
+        own project); that is not retried, and the error says what to run.
+    type: int
+    default: 300
 requirements:
   - google-auth
   - requests

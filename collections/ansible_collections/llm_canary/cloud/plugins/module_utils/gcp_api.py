@@ -4,8 +4,11 @@
 """A small Google Cloud REST client for the llm_canary.cloud gcp_* modules.
 
 It does what google.cloud's GcpSession leaves out: retries on 429/5xx and connection errors with
-backoff, errors that name the call, method, status and Google's reason, and waits on both kinds of
-long-running operation (Compute `operations/.../wait`, and the `done` flag of the newer APIs).
+backoff, retries until a deadline the errors Google documents as passing on their own (an API
+enabled a moment ago answers 403 SERVICE_DISABLED until the change has propagated), errors that
+name the call, method, status and Google's reason and say what to do about the ones that do not
+pass, and waits on both kinds of long-running operation (Compute `operations/.../wait`, and the
+`done` flag of the newer APIs).
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ except ImportError as err:  # pragma: no cover - reported by the module
 COMPUTE = "https://compute.googleapis.com/compute/v1/"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+# The longest wait between two tries of a call that is waiting for a change to propagate.
+PROPAGATION_MAX_DELAY = 10.0
+# The project of gcloud's own OAuth client: user credentials without a quota project are accounted
+# to it, and APIs that need a quota project (Service Usage among them) refuse them naming it.
+GCLOUD_CLIENT_PROJECT = "projects/764086051850"
 
 
 def auth_argument_spec():
@@ -45,23 +53,38 @@ def auth_argument_spec():
         access_token=dict(type="str", no_log=True, fallback=(env_fallback, ["GCP_ACCESS_TOKEN"])),
         service_account_file=dict(type="path", fallback=(env_fallback, ["GCP_SERVICE_ACCOUNT_FILE"])),
         api_retries=dict(type="int", default=4),
+        api_propagation_timeout=dict(type="int", default=300),
     )
 
 
 class GcpApiError(Exception):
     """A failed API call: what was called, how, and what Google answered."""
 
-    def __init__(self, method, url, status, message, reason=""):
+    def __init__(self, method, url, status, message, reason="", info=None, hint=""):
         super().__init__(message)
         self.method = method
         self.url = url
         self.status = status
         self.message = message
         self.reason = reason
+        # google.rpc.ErrorInfo of the answer, when it has one: {reason, domain, metadata}.
+        self.info = info or {}
+        # What the user can do about it, for errors that do not pass on their own.
+        self.hint = hint
 
     def __str__(self):
         reason = f" ({self.reason})" if self.reason else ""
-        return f"{self.method} {self.url} failed with HTTP {self.status}{reason}: {self.message}"
+        hint = f" What to do: {self.hint}" if self.hint else ""
+        return f"{self.method} {self.url} failed with HTTP {self.status}{reason}: {self.message}{hint}"
+
+    @property
+    def propagating(self):
+        """An API enabled a moment ago: Google says to wait a few minutes and retry."""
+        return (
+            self.status == 403
+            and self.info.get("reason") == "SERVICE_DISABLED"
+            and not _needs_quota_project(self)
+        )
 
 
 class GcpClient:
@@ -73,6 +96,7 @@ class GcpClient:
         self.module = module
         self.retries = module.params["api_retries"]
         self.retry_delay = retry_delay
+        self.propagation_timeout = module.params.get("api_propagation_timeout") or 0
         self.session = AuthorizedSession(self._credentials(module.params))
 
     @staticmethod
@@ -94,8 +118,12 @@ class GcpClient:
         return credentials
 
     def call(self, method, url, body=None, params=None, allow_missing=False):
-        """The decoded JSON answer; None for a 404 when `allow_missing`. Retries what is worth retrying."""
+        """The decoded JSON answer; None for a 404 when `allow_missing`. Retries what is worth retrying:
+        429/5xx and connection errors `api_retries` times, a change still propagating until
+        `api_propagation_timeout` seconds have passed."""
         attempt = 0
+        waited = 0
+        deadline = None
         while True:
             try:
                 response = self.session.request(method, url, json=body, params=params, timeout=60)
@@ -108,7 +136,18 @@ class GcpClient:
                 if response.status_code == 404 and allow_missing:
                     return None
                 if response.status_code not in RETRY_STATUSES or attempt >= self.retries:
-                    raise _error_from(method, url, response)
+                    error = _error_from(method, url, response)
+                    if not error.propagating:
+                        raise error
+                    deadline = deadline or time.monotonic() + self.propagation_timeout
+                    if time.monotonic() >= deadline:
+                        error.message += f" (still so after {self.propagation_timeout}s of retries)"
+                        raise error
+                    time.sleep(
+                        min(self.retry_delay * 2**waited, PROPAGATION_MAX_DELAY, deadline - time.monotonic())
+                    )
+                    waited += 1
+                    continue
             time.sleep(self.retry_delay * 2**attempt)
             attempt += 1
 
@@ -162,10 +201,49 @@ def _error_from(method, url, response):
     except ValueError:
         return GcpApiError(method, url, response.status_code, response.text[:500])
     reasons = [e.get("reason", "") for e in error.get("errors", []) if e.get("reason")]
-    return GcpApiError(
+    info = next(
+        (d for d in error.get("details", []) if str(d.get("@type", "")).endswith("google.rpc.ErrorInfo")), {}
+    )
+    found = GcpApiError(
         method,
         url,
         response.status_code,
         error.get("message", response.reason),
         ", ".join(reasons) or error.get("status", ""),
+        info,
     )
+    found.hint = _hint(found)
+    return found
+
+
+def _needs_quota_project(error):
+    metadata = error.info.get("metadata") or {}
+    return error.info.get("reason") == "SERVICE_DISABLED" and (
+        metadata.get("consumer") == GCLOUD_CLIENT_PROJECT or "requires a quota project" in error.message
+    )
+
+
+def _hint(error):
+    """What to do about an error that does not pass by itself (empty: nothing to add)."""
+    metadata = error.info.get("metadata") or {}
+    if _needs_quota_project(error):
+        return (
+            "your Application Default Credentials are a user's, without a quota project; run "
+            "`gcloud auth application-default set-quota-project PROJECT_ID` (you need "
+            "serviceusage.services.use on it), or use a service account (auth_kind=serviceaccount)."
+        )
+    if (
+        error.info.get("reason") == "UREQ_PROJECT_BILLING_NOT_FOUND"
+        or "Billing must be enabled" in error.message
+    ):
+        return (
+            "link a billing account to the project: `gcloud billing projects link PROJECT_ID "
+            "--billing-account=XXXXXX-XXXXXX-XXXXXX`, or give the play infra_billing_account."
+        )
+    if error.info.get("reason") == "SERVICE_DISABLED":
+        service = metadata.get("service", "the API")
+        return (
+            f"enable {service} (`gcloud services enable {service}`); if it was enabled a moment "
+            "ago, wait a few minutes and run again."
+        )
+    return ""

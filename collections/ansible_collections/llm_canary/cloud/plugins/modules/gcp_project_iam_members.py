@@ -13,6 +13,9 @@ description:
   - Reads the project's IAM policy, adds the O(bindings) it lacks (or, with O(state=absent),
     removes them) and writes it back with the etag it read, so a concurrent change is never
     overwritten (a conflict is read again and retried).
+  - A service account made a moment ago may still be unknown to IAM, which is eventually
+    consistent; Google answers HTTP 400 "does not exist" meanwhile. The module reads and writes
+    again, with backoff, until O(api_propagation_timeout) has passed.
   - Touches no other member or role, and no conditional binding.
 author: llm-canary contributors (@llm-canary)
 extends_documentation_fragment:
@@ -68,7 +71,9 @@ changes:
       member: serviceAccount:vm@example-project.iam.gserviceaccount.com
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402 (after the documentation, as Ansible wants)
+import time  # noqa: E402 (after the documentation, as Ansible wants)
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.llm_canary.cloud.plugins.module_utils.gcp_api import (  # noqa: E402
     GcpApiError,
     GcpClient,
@@ -77,13 +82,27 @@ from ansible_collections.llm_canary.cloud.plugins.module_utils.gcp_api import ( 
 
 RESOURCE_MANAGER = "https://cloudresourcemanager.googleapis.com/v1/projects/"
 CONFLICT_RETRIES = 5
+# The longest wait between two writes while a new service account propagates through IAM.
+PROPAGATION_MAX_DELAY = 10.0
+
+
+def _unknown_member(err, todo):
+    """setIamPolicy refused a member this run adds because IAM does not know it yet."""
+    return (
+        err.status == 400
+        and "does not exist" in err.message
+        and any(m.split(":", 1)[-1] in err.message for _r, m in todo)
+    )
 
 
 def ensure(module, client):
     url = RESOURCE_MANAGER + module.params["project"]
     wanted = [(b["role"], b["member"]) for b in module.params["bindings"]]
     present = module.params["state"] == "present"
-    for _attempt in range(CONFLICT_RETRIES):
+    conflicts = 0
+    waited = 0
+    deadline = time.monotonic() + (module.params.get("api_propagation_timeout") or 0)
+    while conflicts < CONFLICT_RETRIES:
         # Version 3 returns conditional bindings as they are, so writing the policy back keeps them.
         policy = client.call("POST", url + ":getIamPolicy", body={"options": {"requestedPolicyVersion": 3}})
         bindings = policy.setdefault("bindings", [])
@@ -111,7 +130,16 @@ def ensure(module, client):
             client.call("POST", url + ":setIamPolicy", body={"policy": policy})
         except GcpApiError as err:
             if err.status == 409:
+                conflicts += 1
                 continue
+            if _unknown_member(err, todo) and time.monotonic() < deadline:
+                time.sleep(
+                    min(client.retry_delay * 2**waited, PROPAGATION_MAX_DELAY, deadline - time.monotonic())
+                )
+                waited += 1
+                continue
+            if _unknown_member(err, todo):
+                err.message += f" (still so after {module.params['api_propagation_timeout']}s of retries)"
             raise
         return dict(changed=True, changes=changes, diff=diff)
     raise GcpApiError(
