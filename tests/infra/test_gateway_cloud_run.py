@@ -174,3 +174,15 @@ def test_permission_and_quota_errors_end_with_clear_messages(gw, code, reason, m
     assert expected in result.output and message in result.output
     assert "Cloud Run service llm-canary-gateway" in result.output
     assert_no_secret_in(result.output)
+
+
+def test_destroy_removes_the_gateway(gw):
+    assert gw.deploy().rc == 0
+    result = gw.play("playbooks/destroy.yml", destroy_confirm="canary-test")
+    assert result.rc == 0, result.output[-5000:]
+    assert gw.state.services == {} and gw.state.revisions == {}
+    assert gw.state.secrets == {} and gw.state.repositories == {} and gw.state.buckets == {}
+    project = gw.fake.platform.projects["canary-test"]
+    assert "llm-canary-gateway@canary-test.iam.gserviceaccount.com" not in project.service_accounts
+    again = gw.play("playbooks/destroy.yml", destroy_confirm="canary-test")
+    assert again.rc == 0, again.output[-5000:]
