@@ -74,3 +74,31 @@ def test_destroy_leaves_nothing_behind(deployed_cloud: Cloud) -> None:
     # Revoking touches no one else's binding, conditional or not.
     assert CONDITIONAL_BINDING in policy["bindings"]
     assert OWNER in policy["bindings"]
+
+
+def test_destroy_finds_everything_by_label_whatever_the_counts_and_asks_first(deployed_cloud: Cloud) -> None:
+    cloud = deployed_cloud
+    # A second llama.cpp VM, then a destroy that is told nothing about counts.
+    cloud.apply(llamacpp_vm_count=2)
+    # Someone else's VM in the same project, with its own addresses and network: never touched.
+    cloud.apply(infra_name_prefix="other-team", enable_ollama_vm=False)
+    assert "llm-canary-llamacpp-2" in cloud.fake.resources("instances")
+    # Asked first, as before: without an answer nothing is deleted.
+    writes = len(cloud.fake.mutating_requests())
+    asked = cloud.play("playbooks/destroy.yml")
+    assert asked.rc != 0 and "destroy_confirm must repeat project_id" in " ".join(asked.output.split())
+    assert len(cloud.fake.mutating_requests()) == writes
+    result = cloud.play("playbooks/destroy.yml", destroy_confirm=PROJECT)
+    assert result.rc == 0, result.output[-3000:]
+    left = [path.rsplit("/", 1)[1] for path in cloud.fake.compute_state.resources]
+    assert left and all(name.startswith("other-team") for name in left), left
+    assert "other-team-llamacpp-1" in cloud.fake.resources("instances")
+
+
+def test_destroy_releases_addresses_made_before_they_were_labelled(deployed_cloud: Cloud) -> None:
+    cloud = deployed_cloud
+    for address in cloud.fake.resources("addresses").values():
+        address.pop("labels", None)
+    result = cloud.play("playbooks/destroy.yml", destroy_confirm=PROJECT)
+    assert result.rc == 0, result.output[-3000:]
+    assert cloud.fake.resources("addresses") == {}
