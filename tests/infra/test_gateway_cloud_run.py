@@ -178,11 +178,12 @@ def test_permission_and_quota_errors_end_with_clear_messages(gw, code, reason, m
 
 def test_destroy_removes_the_gateway(gw):
     assert gw.deploy().rc == 0
-    result = gw.play("playbooks/destroy.yml", destroy_confirm="canary-test")
+    gw.fake.platform.projects["canary-test"].services.add("compute.googleapis.com")  # as infra.yml leaves it
+    result = gw.play("playbooks/destroy.yml", destroy_confirm="canary-test", infra_api_retries=0)
     assert result.rc == 0, result.output[-5000:]
     assert gw.state.services == {} and gw.state.revisions == {}
     assert gw.state.secrets == {} and gw.state.repositories == {} and gw.state.buckets == {}
     project = gw.fake.platform.projects["canary-test"]
     assert "llm-canary-gateway@canary-test.iam.gserviceaccount.com" not in project.service_accounts
-    again = gw.play("playbooks/destroy.yml", destroy_confirm="canary-test")
+    again = gw.play("playbooks/destroy.yml", destroy_confirm="canary-test", infra_api_retries=0)
     assert again.rc == 0, again.output[-5000:]
