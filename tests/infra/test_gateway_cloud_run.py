@@ -4,6 +4,7 @@ check mode, faults."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -187,3 +188,45 @@ def test_destroy_removes_the_gateway(gw):
     assert "llm-canary-gateway@canary-test.iam.gserviceaccount.com" not in project.service_accounts
     again = gw.play("playbooks/destroy.yml", destroy_confirm="canary-test", infra_api_retries=0)
     assert again.rc == 0, again.output[-5000:]
+
+
+def test_llamacpp_service_is_the_gateways_last_backend(gw):
+    result = gw.deploy(
+        enable_llamacpp_service=True,
+        llamacpp_service_model_bucket="canary-models",
+        llamacpp_service_model_object="SmolLM2-135M-Instruct.Q4_1.gguf",
+    )
+    assert result.rc == 0, result.output[-5000:]
+    service = gw.state.services["projects/canary-test/locations/us-central1/services/llm-canary-llamacpp"]
+    template = service["template"]
+    assert template["volumes"] == [{"name": "models", "gcs": {"bucket": "canary-models", "readOnly": True}}]
+    container = template["containers"][0]
+    assert container["image"] == "ghcr.io/ggml-org/llama.cpp:server"
+    assert "/models/SmolLM2-135M-Instruct.Q4_1.gguf" in container["args"]
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    assert "nodeSelector" not in template  # CPU unless llamacpp_service_gpu
+    assert [e["name"] for e in container["env"]] == ["LLAMA_API_KEY"] and "value" not in container["env"][0]
+    backends_secret = next(
+        v for k, v in gw.state.secrets.items() if k.endswith("llm-canary-gateway-backends")
+    )
+    backends = json.loads(backends_secret["_versions"][-1])
+    last = max(backends, key=lambda b: b.get("priority", 0))
+    assert last["name"] == "llm-canary-llamacpp" and last["url"] == service["uri"] and last["priority"] == 100
+    assert {b["name"] for b in backends} == {"llm-canary-llamacpp", "llm-canary-llamacpp-1"}
+    assert_no_secret_in(result.output)
+
+
+def test_llamacpp_service_on_a_gpu(gw):
+    result = gw.deploy(
+        enable_llamacpp_service=True,
+        llamacpp_service_model_bucket="canary-models",
+        llamacpp_service_model_object="m.gguf",
+        llamacpp_service_gpu="nvidia-l4",
+    )
+    assert result.rc == 0, result.output[-5000:]
+    template = gw.state.services["projects/canary-test/locations/us-central1/services/llm-canary-llamacpp"][
+        "template"
+    ]
+    assert template["nodeSelector"] == {"accelerator": "nvidia-l4"}
+    resources = template["containers"][0]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == "1" and resources["cpuIdle"] is False

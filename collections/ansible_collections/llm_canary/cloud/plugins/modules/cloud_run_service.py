@@ -421,9 +421,9 @@ def desired_traffic(params, current, new_revision):
     if mode == "latest":
         return [{"type": LATEST, "percent": 100}]
     statuses = _statuses(current)
-    tags = {tag: revision for revision, tag, _ in statuses if tag}
+    tags = {tag: revision for revision, tag, _percent in statuses if tag}
     serving = {}
-    for revision, _, percent in statuses:
+    for revision, _tag, percent in statuses:
         serving[revision] = serving.get(revision, 0) + percent
     candidate = new_revision or tags.get(params["tag"]) or _short((current or {}).get("latestReadyRevision"))
     stable = max(
@@ -619,7 +619,7 @@ class CloudRunService:
         statuses = service.get("trafficStatuses", [])
         tagged = next((s for s in statuses if s.get("tag") == params["tag"]), {})
         serving = {}
-        for revision, _, percent in _statuses(service):
+        for revision, _tag, percent in _statuses(service):
             if percent:
                 serving[revision] = serving.get(revision, 0) + percent
         revision = tagged.get("revision") or _short(service.get("latestReadyRevision"))
@@ -650,7 +650,8 @@ def main():
         state=dict(type="str", default="present", choices=["present", "absent"]),
         image=dict(type="str"),
         env=dict(type="dict", default={}),
-        secret_env=dict(type="dict", default={}),
+        # References to Secret Manager secrets, not secret values.
+        secret_env=dict(type="dict", default={}, no_log=False),
         port=dict(type="int", default=8080),
         cpu=dict(type="str"),
         memory=dict(type="str"),
