@@ -79,12 +79,17 @@ class ComputeState:
     operation_faults: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000000000000000001))
     _external_ips: itertools.count = field(default_factory=lambda: itertools.count(10))
+    # External IPs are <prefix>10, <prefix>11, ...
+    external_ip_prefix: str = "34.123.45."
+    # Optional: instances that boot (_hosts.PodmanHosts): boot(vm) once an insert is DONE,
+    # remove(vm) when the instance is deleted.
+    hosts: Any = None
 
     def next_id(self) -> str:
         return str(next(self._ids))
 
     def next_external_ip(self) -> str:
-        return f"34.123.45.{next(self._external_ips)}"
+        return f"{self.external_ip_prefix}{next(self._external_ips)}"
 
     def of_kind(self, plural: str) -> list[dict[str, Any]]:
         return [r for path, r in self.resources.items() if path.split("/")[-2] == plural]
@@ -404,6 +409,8 @@ class Compute:
 
         def running() -> None:
             vm.update(status="RUNNING", lastStartTimestamp=TIMESTAMP)
+            if self.state.hosts is not None:
+                self.state.hosts.boot(copy.deepcopy(vm))
 
         return running
 
@@ -510,6 +517,8 @@ class Compute:
         }
 
     def _release_instances(self, vm: dict[str, Any]) -> None:
+        if self.state.hosts is not None:
+            self.state.hosts.remove(vm)
         for addr in self.state.of_kind("addresses"):
             if addr.get("users") == [vm["selfLink"]]:
                 addr["status"] = "RESERVED"
