@@ -230,3 +230,42 @@ def test_llamacpp_service_on_a_gpu(gw):
     assert template["nodeSelector"] == {"accelerator": "nvidia-l4"}
     resources = template["containers"][0]["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == "1" and resources["cpuIdle"] is False
+
+
+def test_canary_play_promotes_a_revision_that_passes_on_its_tag_url(gw):
+    assert gw.deploy().rc == 0
+    (first,) = gw.revisions()
+    already = len(gw.state.served)
+    result = gw.deploy(
+        "tests/infra/gateway_canary.yml",
+        gateway_image=NEW_IMAGE,
+        gateway_promotion="canary",
+        canary_skip_deploy=True,
+        canary_slo_requests=10,
+    )
+    assert result.rc == 0, result.output[-5000:]
+    second = next(r for r in gw.revisions() if r != first)
+    assert "canary passed" in result.output
+    # Smoke tests and SLO requests reached the canary's tag URL only, then it was promoted.
+    served = gw.state.served[already:]
+    assert len(served) >= 10 and all(revision == second for revision, _ in served)
+    assert gw.traffic() == {second: (100, "canary"), first: (0, "previous")}
+    assert_no_secret_in(result.output)
+
+
+def test_canary_play_leaves_the_previous_revision_serving_when_the_canary_fails(gw):
+    assert gw.deploy().rc == 0
+    (first,) = gw.revisions()
+    gw.state.unhealthy_images.add(BROKEN_IMAGE)
+    result = gw.deploy(
+        "tests/infra/gateway_canary.yml",
+        gateway_image=BROKEN_IMAGE,
+        gateway_promotion="canary",
+        canary_skip_deploy=True,
+        canary_slo_requests=10,
+    )
+    assert result.rc == 1, result.output[-5000:]
+    second = next(r for r in gw.revisions() if r != first)
+    assert "test_gateway: test_health_is_ok" in result.output and "fail" in result.output
+    assert f"{first} keeps serving" in result.output
+    assert gw.traffic() == {first: (100, ""), second: (0, "canary")}

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+from gateway_target import GatewayTarget
 from stack import Stack
 
 AVAILABILITY_OBJECTIVE = 0.995
@@ -75,11 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--target", default=None)
+    parser.add_argument(
+        "--gateway", action="store_true", help="measure CANARY_GATEWAY_URL directly (a Cloud Run revision)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.requests < 1:
         parser.error("--requests must be at least 1")
-    figures = measure(Stack.load(args.target), args.requests, args.concurrency)
+    stack = GatewayTarget.from_env() if args.gateway else Stack.load(args.target)
+    figures = measure(stack, args.requests, args.concurrency)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n")
     return 0 if figures["availability_met"] and figures["p95_met"] else 1
