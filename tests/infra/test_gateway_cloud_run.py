@@ -269,3 +269,17 @@ def test_canary_play_leaves_the_previous_revision_serving_when_the_canary_fails(
     assert "test_gateway: test_health_is_ok" in result.output and "fail" in result.output
     assert f"{first} keeps serving" in result.output
     assert gw.traffic() == {first: (100, ""), second: (0, "canary")}
+
+
+def test_check_mode_before_the_apis_are_enabled_says_so_and_writes_nothing(gw):
+    result = gw.deploy(check=True)
+    assert result.rc == 0, result.output[-5000:]
+    assert "run.googleapis.com" in result.output and "would be enabled first" in result.output
+    assert gw.api_writes() == []
+
+
+def test_without_any_backend_the_gateway_is_skipped_saying_why(gw):
+    result = gw.play("playbooks/gateway.yml")
+    assert result.rc == 0, result.output[-5000:]
+    assert "Skipping the Cloud Run gateway: it would have no backend" in " ".join(result.output.split())
+    assert gw.fake.requests == []
