@@ -249,9 +249,14 @@ def test_the_slis_read_the_traffic(live, traffic):
         ][1]
     )
     assert 0 < p95 < 30
-    # Every answer was 200 or 404: no 5xx, so no error and the whole budget left.
-    assert query(prom, "slo:ai_request_errors:ratio_rate5m")["data"]["result"][0]["value"][1] == "0"
-    assert query(prom, "slo:ai_availability:error_budget_remaining")["data"]["result"][0]["value"][1] == "1"
+    # The error SLI counts exactly the answers that were 5xx: none, no error and the whole budget
+    # left; some (a busy machine can time a request out), an error ratio above 0.
+    errors = float(query(prom, "slo:ai_request_errors:ratio_rate5m")["data"]["result"][0]["value"][1])
+    budget = float(query(prom, "slo:ai_availability:error_budget_remaining")["data"]["result"][0]["value"][1])
+    if any(status >= 500 for status in traffic):
+        assert errors > 0 and budget < 1, traffic
+    else:
+        assert (errors, budget) == (0, 1), traffic
     loaded = query(prom, 'ai_model_loaded{backend="llamacpp-1"}')["data"]["result"]
     assert loaded and loaded[0]["value"][1] == "1"
     failovers = query(prom, 'ai_failovers_total{backend="dead-1"}')["data"]["result"]
