@@ -29,6 +29,7 @@ from conftest import Cloud
             "infra_billing_account",
             id="new-project-without-billing-account",
         ),
+        pytest.param({"infra_os_login": True}, "infra_os_login", id="os-login-without-user-and-key"),
         pytest.param(
             {"infra_billing_account": "my-billing"}, "infra_billing_account", id="malformed-billing-account"
         ),

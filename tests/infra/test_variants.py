@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,19 @@ def test_create_project_creates_it_before_enabling_apis(tmp_path: Path) -> None:
         assert set(cloud.fake.resources("networks")) == {"llm-canary"}
     finally:
         cloud.stop()
+
+
+def test_os_login_puts_no_ssh_key_in_the_metadata_and_logs_in_as_the_users_account(cloud: Cloud) -> None:
+    key = cloud.outputs_dir.parent / "google_compute_engine"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    cloud.apply(
+        enable_ollama_vm=False,
+        infra_os_login=True,
+        infra_os_login_user="jane_example_com",
+        infra_ssh_private_key_file=str(key),
+    )
+    vm = cloud.fake.resources("instances")["llm-canary-llamacpp-1"]
+    assert vm["metadata"]["items"] == [{"key": "enable-oslogin", "value": "TRUE"}]
+    written = (cloud.outputs_dir / f"{PROJECT}.gcp_compute.yml").read_text()
+    assert "jane_example_com" in written and str(key) in written
+    assert not (cloud.outputs_dir / PROJECT / "ssh" / "id_ed25519").exists()
