@@ -47,7 +47,10 @@ fetch() {
     rm -f "$cached"
     die "sha256 mismatch for $url (expected $sha)"
   fi
-  [ "$cached" -ef "$dest" ] || cp -f "$cached" "$dest"
+  # Replaced atomically: another checkout sharing the cache may be reading DEST right now.
+  if ! [ "$cached" -ef "$dest" ] && ! cmp -s "$cached" "$dest"; then
+    cp -f "$cached" "$dest.$$.part" && mv -f "$dest.$$.part" "$dest"
+  fi
 }
 
 # venv_install_args: pip arguments that install the project's Python dependencies (every
