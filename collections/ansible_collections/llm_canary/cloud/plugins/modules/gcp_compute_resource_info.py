@@ -22,6 +22,7 @@ attributes:
     description: Reads only.
   diff_mode:
     support: none
+    description: Reads only; there is nothing to diff.
 options:
   collection:
     description: The kind of resource.
