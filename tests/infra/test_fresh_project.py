@@ -6,6 +6,9 @@ from __future__ import annotations
 from conftest import PROJECT, Cloud
 
 NO_OLLAMA = {"enable_ollama_vm": False}
+# Long enough that the first call after enabling lands inside it even on a loaded machine (Ansible
+# spends seconds between tasks there); the retries' backoff then waits it out.
+PROPAGATION_S = 15.0
 
 
 def said(output: str) -> str:
@@ -17,9 +20,9 @@ def statuses(cloud: Cloud, method_id: str) -> list[int]:
 
 
 def test_compute_enabled_a_moment_ago_is_retried_until_it_has_propagated(cloud: Cloud) -> None:
-    # IAM was on before this run; Compute is enabled by it and answers 403 SERVICE_DISABLED for 3 s.
+    # IAM was on before this run; Compute is enabled by it and answers 403 SERVICE_DISABLED a while.
     cloud.fake.platform.projects[PROJECT].services.add("iam.googleapis.com")
-    cloud.fake.platform.propagation_s = 3.0
+    cloud.fake.platform.propagation_s = PROPAGATION_S
     result = cloud.apply(**NO_OLLAMA)
     first_read = statuses(cloud, "compute.networks.get")
     assert first_read[0] == 403 and 404 in first_read, first_read
@@ -28,7 +31,7 @@ def test_compute_enabled_a_moment_ago_is_retried_until_it_has_propagated(cloud: 
 
 
 def test_iam_enabled_a_moment_ago_is_retried_when_making_the_service_account(cloud: Cloud) -> None:
-    cloud.fake.platform.propagation_s = 2.0
+    cloud.fake.platform.propagation_s = PROPAGATION_S
     cloud.apply(**NO_OLLAMA)
     assert statuses(cloud, "iam.projects.serviceAccounts.get")[0] == 403
     assert statuses(cloud, "iam.projects.serviceAccounts.create") == [200]
@@ -47,7 +50,7 @@ def test_an_api_that_never_comes_up_fails_after_the_deadline_saying_what_to_do(c
 
 
 def test_new_service_account_unknown_to_iam_is_granted_once_it_has_propagated(cloud: Cloud) -> None:
-    cloud.fake.platform.iam_propagation_s = 2.5
+    cloud.fake.platform.iam_propagation_s = PROPAGATION_S
     cloud.apply(**NO_OLLAMA)
     writes = statuses(cloud, "cloudresourcemanager.projects.setIamPolicy")
     assert writes[0] == 400 and writes[-1] == 200, writes
