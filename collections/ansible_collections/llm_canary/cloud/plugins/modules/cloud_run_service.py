@@ -117,11 +117,42 @@ options:
     type: dict
   volumes:
     description:
-      - Cloud Storage buckets mounted into the container, each a dict with C(name), C(bucket),
-        C(mount_path) and C(read_only) (default V(true)).
+      - Volumes mounted into the container, each a Cloud Storage bucket (O(volumes[].bucket)) or one
+        version of a Secret Manager secret as a file (O(volumes[].secret)).
     type: list
     elements: dict
     default: []
+    suboptions:
+      name:
+        description: The volume's name in the template.
+        type: str
+        required: true
+      mount_path:
+        description: Where the volume appears in the container (a directory).
+        type: str
+        required: true
+      bucket:
+        description: The Cloud Storage bucket to mount. Exactly one of O(volumes[].bucket) and O(volumes[].secret).
+        type: str
+      read_only:
+        description: Whether the bucket is mounted read-only (a secret volume always is).
+        type: bool
+        default: true
+      secret:
+        description:
+          - The Secret Manager secret whose version becomes a file in O(volumes[].mount_path) (its name,
+            or V(projects/PROJECT/secrets/NAME) in another project).
+          - Exactly one of O(volumes[].bucket) and O(volumes[].secret).
+        type: str
+      version:
+        description:
+          - The secret's version, V(latest) or a number. A number makes a new secret version a new
+            revision; with V(latest) a revision keeps the version it started with until it is replaced.
+        type: str
+        default: latest
+      path:
+        description: The file's name inside O(volumes[].mount_path) (default the secret's name).
+        type: str
   args:
     description: Arguments to the image's entrypoint.
     type: list
@@ -188,6 +219,19 @@ EXAMPLES = r"""
     invokers: [allUsers]
     traffic: canary
   register: gateway
+
+- name: Give the gateway a CA certificate as the file /etc/llm-canary/model-ca/ca.crt
+  llm_canary.cloud.cloud_run_service:
+    project: example-project
+    region: us-central1
+    name: gateway
+    image: us-central1-docker.pkg.dev/example-project/llm-canary/gateway@sha256:0123abcd...
+    env:
+      SSL_CERT_FILE: /etc/llm-canary/model-ca/ca.crt
+    volumes:
+      # Secret volumes are read-only; the version pins the file, so a new one is a new revision.
+      - {name: model-ca, secret: gateway-model-ca, version: "2", path: ca.crt, mount_path: /etc/llm-canary/model-ca}
+      - {name: models, bucket: example-models, mount_path: /models}
 
 - name: Promote the canary once its tag URL is healthy
   llm_canary.cloud.cloud_run_service:
@@ -304,6 +348,15 @@ def _probe(spec, port):
     return probe
 
 
+def _volume(spec):
+    """One entry of the template's `volumes` (argument_spec made sure it has a bucket or a secret)."""
+    if spec["bucket"]:
+        return {"name": spec["name"], "gcs": {"bucket": spec["bucket"], "readOnly": spec["read_only"]}}
+    # Always as an item: only an item can name the version, so that a new version is a new revision.
+    item = {"path": spec["path"] or _short(spec["secret"]), "version": spec["version"]}
+    return {"name": spec["name"], "secret": {"secret": spec["secret"], "items": [item]}}
+
+
 def desired_template(params):
     """The revision template the options describe, in Cloud Run v2's JSON (without `revision`)."""
     port = params["port"]
@@ -328,18 +381,8 @@ def desired_template(params):
             "networkInterfaces": [{"network": params["vpc_network"], "subnetwork": params["vpc_subnetwork"]}],
             "egress": params["vpc_egress"],
         }
-    volumes, mounts = [], []
-    for volume in params["volumes"]:
-        missing = [k for k in ("name", "bucket", "mount_path") if not volume.get(k)]
-        if missing:
-            raise GcpApiError("ARGS", "volumes", "-", "each volume needs name, bucket and mount_path")
-        volumes.append(
-            {
-                "name": volume["name"],
-                "gcs": {"bucket": volume["bucket"], "readOnly": bool(volume.get("read_only", True))},
-            }
-        )
-        mounts.append({"name": volume["name"], "mountPath": volume["mount_path"]})
+    volumes = [_volume(v) for v in params["volumes"]]
+    mounts = [{"name": v["name"], "mountPath": v["mount_path"]} for v in params["volumes"]]
     container = {
         "image": params["image"],
         "args": params["args"],
@@ -677,7 +720,23 @@ def main():
         service_account=dict(type="str"),
         startup_probe=dict(type="dict"),
         liveness_probe=dict(type="dict"),
-        volumes=dict(type="list", elements="dict", default=[]),
+        volumes=dict(
+            type="list",
+            elements="dict",
+            default=[],
+            options=dict(
+                name=dict(type="str", required=True),
+                mount_path=dict(type="str", required=True),
+                bucket=dict(type="str"),
+                read_only=dict(type="bool", default=True),
+                # A reference to a Secret Manager secret, not a secret value.
+                secret=dict(type="str", no_log=False),
+                version=dict(type="str", default="latest"),
+                path=dict(type="str"),
+            ),
+            required_one_of=[("bucket", "secret")],
+            mutually_exclusive=[("bucket", "secret")],
+        ),
         args=dict(type="list", elements="str"),
         command=dict(type="list", elements="str"),
         labels=dict(type="dict", default={}),
