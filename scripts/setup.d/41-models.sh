@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# setup: up
-# Test models: SmolLM2-135M-Instruct (a real instruct model, checksum-verified) in build/models/.
+# setup: deps up
+# The default model of the llama.cpp VM (group_vars/all/hosts.yml) and of the tests: SmolLM2-135M-Instruct
+# (a real instruct model, checksum-verified) in build/models/.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 source "$ROOT/scripts/pins.sh"

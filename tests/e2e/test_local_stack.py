@@ -93,14 +93,34 @@ def test_up_answers_through_the_whole_path(up):
 
 def test_up_writes_the_outputs_and_keeps_secrets_private():
     written = outputs()
-    for key in ("worker_url", "gateway_url", "llamacpp_url", "prometheus_url", "model"):
+    for key in ("worker_url", "gateway_url", "llamacpp_url", "prometheus_url", "model", "model_ca_file"):
         assert written[key], key
     assert written["llamacpp_vm_static_ip"] == "10.89.42.11"
-    for key in ("jwt_secret_file", "gateway_api_key_file"):
+    assert written["llamacpp_url"] == "https://10.89.42.11:8080"
+    for key in ("jwt_secret_file", "gateway_api_key_file", "llamacpp_api_key_file"):
         path = ROOT / written[key]
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, key
         assert len(path.read_text().strip()) >= 32
-    assert stat.S_IMODE((ROOT / "outputs/local").stat().st_mode) == 0o700
+    for directory in ("outputs/local", "outputs/local/credentials"):
+        assert stat.S_IMODE((ROOT / directory).stat().st_mode) == 0o700, directory
+    assert stat.S_IMODE((ROOT / "outputs/local/credentials/ca.key").stat().st_mode) == 0o600
+
+
+def test_the_model_port_answers_only_over_tls_with_its_key():
+    written = outputs()
+    url, key = written["llamacpp_url"], (ROOT / written["llamacpp_api_key_file"]).read_text().strip()
+    ca = str(ROOT / written["model_ca_file"])
+    assert requests.get(f"{url}/v1/models", verify=ca, timeout=10).status_code == 401
+    assert requests.get(f"{url}/health", verify=ca, timeout=10).status_code == 401
+    wrong = requests.get(f"{url}/v1/models", verify=ca, timeout=10, headers={"Authorization": "Bearer wrong"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    right = requests.get(f"{url}/v1/models", verify=ca, timeout=10, headers={"Authorization": f"Bearer {key}"})
+    assert right.status_code == 200 and written["model"] in [m["id"] for m in right.json()["data"]]
+    # Not trusted without the deployment's CA, and no plain-HTTP answer from the model.
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{url}/health", timeout=10)
+    plain = requests.get(url.replace("https://", "http://") + "/v1/models", timeout=10)
+    assert plain.status_code == 400 and "data" not in plain.text
 
 
 def test_up_prints_a_curl_that_gets_a_real_answer(up):
@@ -148,7 +168,13 @@ def test_the_canary_fails_naming_the_checks_while_llama_server_is_stopped():
 def _backends_up() -> bool:
     """llama.cpp answers its /health and the gateway has taken it back (its probe saw it)."""
     try:
-        llama = requests.get(f"{outputs()['llamacpp_url']}/health", timeout=5).status_code == 200
+        written = outputs()
+        llama = requests.get(
+            f"{written['llamacpp_url']}/health",
+            timeout=5,
+            verify=str(ROOT / written["model_ca_file"]),
+            headers={"Authorization": f"Bearer {(ROOT / written['llamacpp_api_key_file']).read_text().strip()}"},
+        ).status_code == 200
         gateway = requests.get(f"{outputs()['gateway_url']}/health", timeout=5).json()
     except requests.RequestException:
         return False

@@ -18,7 +18,9 @@ import requests
 from stack import Stack
 
 
-def streamed(client: requests.Session, url: str, key: str, model: str) -> tuple[float, float]:
+def streamed(
+    client: requests.Session, url: str, key: str, model: str, verify: str | bool = True
+) -> tuple[float, float]:
     """Seconds to the first content chunk and to the end of one streamed chat."""
     body = {
         "model": model,
@@ -29,7 +31,12 @@ def streamed(client: requests.Session, url: str, key: str, model: str) -> tuple[
     start = time.perf_counter()
     first = None
     with client.post(
-        url, json=body, headers={"Authorization": f"Bearer {key}"}, stream=True, timeout=60
+        url,
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        stream=True,
+        timeout=60,
+        verify=verify,
     ) as answer:
         answer.raise_for_status()
         for line in answer.iter_lines(decode_unicode=True):
@@ -51,24 +58,27 @@ def main() -> None:
     args = parser.parse_args()
     stack = Stack.load("local")
     run = uuid.uuid4().hex[:8]
+    # Direct is llama.cpp's public port: its TLS proxy included, verified against the model CA.
     paths = {
         "direct llama.cpp": (
             f"{stack.url('llamacpp_url')}/v1/chat/completions",
             lambda i: stack.secret("llamacpp_api_key_file"),
+            stack.model_ca_file,
         ),
         # A sub per request: the rate limit is not what is measured.
         "worker+gateway+llama.cpp": (
             f"{stack.url('worker_url')}/v1/chat/completions",
             lambda i: stack.token(f"bench-{run}-{i}"),
+            True,
         ),
     }
     results: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in paths}
     with requests.Session() as client:
-        for url, key in paths.values():  # warm-up: connections, the model's caches
-            streamed(client, url, key(-1), stack.model)
+        for url, key, verify in paths.values():  # warm-up: connections, the model's caches
+            streamed(client, url, key(-1), stack.model, verify)
         for i in range(args.requests):
-            for name, (url, key) in paths.items():
-                ttft, total = streamed(client, url, key(i), stack.model)
+            for name, (url, key, verify) in paths.items():
+                ttft, total = streamed(client, url, key(i), stack.model, verify)
                 results[name][0].append(ttft)
                 results[name][1].append(total)
     direct = results["direct llama.cpp"]

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -61,6 +62,15 @@ class Stack:
     def secret(self, key: str) -> str:
         """The content of the 0600 file an output names (e.g. jwt_secret_file)."""
         return (self.root / self.outputs[key]).read_text().strip()
+
+    @property
+    def model_ca_file(self) -> str:
+        """The CA certificate the model ports' TLS is verified with (model_ca_file)."""
+        return str(self.root / self.outputs["model_ca_file"])
+
+    def model_ssl_context(self) -> ssl.SSLContext:
+        """Verifies a model port (TLS from the deployment's own CA) and nothing else."""
+        return ssl.create_default_context(cafile=self.model_ca_file)
 
     @property
     def model(self) -> str:

@@ -1,4 +1,5 @@
-"""Smoke tests of the llama.cpp server (the seed's name): its own endpoints, called directly.
+"""Smoke tests of the llama.cpp server (the seed's name): its own endpoints, called directly, on
+its public port (TLS from the deployment's CA, every path behind its key: roles/model_proxy).
 
 Run by playbooks/canary.yml with JUnit XML under outputs/; the target comes from CANARY_TARGET
 (local, or the GCP project ID) through stack.Stack.
@@ -8,8 +9,10 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import openai
 import pytest
+import requests
 
 # The seed's latency objective: a short answer within 2 s.
 LATENCY_OBJECTIVE_S = 2.0
@@ -26,22 +29,40 @@ def key(stack) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(base_url, key) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, timeout=30.0, max_retries=0)
+def tls(http, stack) -> requests.Session:
+    """The session's deadline, verifying the port against the deployment's CA only."""
+    http.verify = stack.model_ca_file
+    return http
 
 
-def test_health_is_ok(http, base_url):
-    answer = http.get(f"{base_url}/health")
+@pytest.fixture(scope="module")
+def client(base_url, key, stack) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=f"{base_url}/v1",
+        api_key=key,
+        timeout=30.0,
+        max_retries=0,
+        http_client=httpx.Client(verify=stack.model_ssl_context()),
+    )
+
+
+def test_health_is_ok(tls, base_url, key):
+    answer = tls.get(f"{base_url}/health", headers={"Authorization": f"Bearer {key}"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "ok"
+
+
+def test_health_refuses_a_request_without_the_key(tls, base_url):
+    assert tls.get(f"{base_url}/health").status_code == 401
 
 
 def test_models_lists_the_served_model(client, stack):
     assert stack.model in [model.id for model in client.models.list().data]
 
 
-def test_models_refuses_a_request_without_the_key(http, base_url):
-    assert http.get(f"{base_url}/v1/models").status_code == 401
+def test_models_refuses_a_wrong_key(tls, base_url, key):
+    answer = tls.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer x{key}"})
+    assert answer.status_code == 401
 
 
 def test_chat_answers(client, stack):
