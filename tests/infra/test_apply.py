@@ -23,6 +23,7 @@ def test_fresh_apply_creates_exactly_the_expected_resources(deployed: Deployment
     assert set(fake.resources("firewalls")) == {
         "llm-canary-allow-ollama",
         "llm-canary-allow-llamacpp",
+        "llm-canary-allow-exporter",
         "llm-canary-allow-ssh",
     }
     assert set(fake.resources("addresses")) == {
@@ -107,7 +108,7 @@ def test_model_ports_open_only_to_fly_and_gateway_ranges(deployed: Deployment) -
     for kind, port in (("ollama", "11434"), ("llamacpp", "8080")):
         rule = rules[f"llm-canary-allow-{kind}"]
         assert sorted(rule["sourceRanges"]) == sorted([FLY, "10.42.0.0/24"])
-        assert rule["allowed"] == [{"IPProtocol": "tcp", "ports": [port, "9101"]}]
+        assert rule["allowed"] == [{"IPProtocol": "tcp", "ports": [port]}]
         assert rule["targetTags"] == [f"llm-canary-{kind}"]
 
 
@@ -136,13 +137,18 @@ def test_outputs_file_matches_the_fake_state(deployed: Deployment) -> None:
     addresses = fake.resources("addresses")
     instances = fake.resources("instances")
     outputs = deployed.cloud.outputs()
+    credentials = deployed.cloud.outputs_dir / PROJECT / "credentials"
     assert {k: outputs[k] for k in outputs if k not in ("vms", "gateway_backends")} == {
         "ollama_vm_public_ip": nat_ip(instances["llm-canary-ollama-1"]),
         "ollama_vm_static_ip": addresses["llm-canary-ollama-1-ip"]["address"],
         "ollama_vm_private_ip": addresses["llm-canary-ollama-1-internal-ip"]["address"],
-        "llamacpp_url": f"http://{addresses['llm-canary-llamacpp-1-ip']['address']}:8080",
+        "llamacpp_url": f"https://{addresses['llm-canary-llamacpp-1-ip']['address']}:8080",
         "llamacpp_vm_public_ip": nat_ip(instances["llm-canary-llamacpp-1"]),
         "llamacpp_vm_static_ip": addresses["llm-canary-llamacpp-1-ip"]["address"],
+        "ollama_url": f"https://{addresses['llm-canary-ollama-1-ip']['address']}:11434",
+        "model_ca_file": f"{credentials}/ca.crt",
+        "ollama_api_key_file": f"{credentials}/ollama-api-key",
+        "llamacpp_api_key_file": f"{credentials}/llamacpp-api-key",
         "gateway_url": "",
     }
 
@@ -153,12 +159,12 @@ def test_gateway_backends_point_at_private_addresses(deployed: Deployment) -> No
         {
             "name": "llm-canary-ollama-1",
             "kind": "ollama",
-            "url": f"http://{addresses['llm-canary-ollama-1-internal-ip']['address']}:11434",
+            "url": f"https://{addresses['llm-canary-ollama-1-internal-ip']['address']}:11434",
         },
         {
             "name": "llm-canary-llamacpp-1",
             "kind": "llamacpp",
-            "url": f"http://{addresses['llm-canary-llamacpp-1-internal-ip']['address']}:8080",
+            "url": f"https://{addresses['llm-canary-llamacpp-1-internal-ip']['address']}:8080",
         },
     ]
 
