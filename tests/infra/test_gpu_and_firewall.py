@@ -3,12 +3,15 @@ stated off on GPU VMs, and the exporter port's own firewall rule."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FLY, OPS, Cloud, Deployment
+from conftest import FLY, OPS, ROOT, Cloud, Deployment
 
 Applied = Callable[..., Cloud]
 GATEWAY_RANGE = "10.42.0.0/24"
@@ -136,3 +139,71 @@ def test_an_older_deployment_gets_9101_taken_out_of_its_model_rules(deployed_clo
         "compute.firewalls.patch",
         "compute.firewalls.patch",
     ]
+
+
+def llamacpp_host_vars(tmp_path: Path, **variables: Any) -> subprocess.CompletedProcess[str]:
+    """llamacpp_cuda and llamacpp_cuda_architectures as a host of group llamacpp sees them (one
+    plain VM, one local-target host, which is in group local_llamacpp too)."""
+    (tmp_path / "group_vars").symlink_to(ROOT / "group_vars")
+    hosts = {"gce": {"ansible_connection": "local"}, "podman": {"ansible_connection": "local"}}
+    inventory = {"llamacpp": {"hosts": hosts}, "local_llamacpp": {"hosts": {"podman": {}}}}
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    return subprocess.run(
+        [
+            "ansible",
+            "-i",
+            str(tmp_path / "inventory.json"),
+            "gce",
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            "msg=cuda={{ llamacpp_cuda }};arch={{ llamacpp_cuda_architectures }}",
+            "-e",
+            json.dumps(variables),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        pytest.param({}, "cuda=False", id="cpu-by-default"),
+        pytest.param({"llamacpp_enable_gpu": True}, "cuda=True;arch=75", id="t4"),
+        pytest.param(
+            {"llamacpp_enable_gpu": True, "infra_llamacpp_accelerator_type": "nvidia-l4"},
+            "cuda=True;arch=89",
+            id="l4",
+        ),
+        pytest.param(
+            {"llamacpp_enable_gpu": True, "infra_llamacpp_accelerator_type": "nvidia-a100-80gb"},
+            "cuda=True;arch=80",
+            id="a100-80gb",
+        ),
+        pytest.param(
+            {"llamacpp_enable_gpu": True, "infra_llamacpp_accelerator_type": "nvidia-h100-mega-80gb"},
+            "cuda=True;arch=90",
+            id="h100-mega",
+        ),
+        pytest.param({"llamacpp_enable_gpu": True, "target": "local"}, "cuda=False", id="local-stays-cpu"),
+    ],
+)
+def test_the_llamacpp_build_targets_the_vms_gpu(
+    tmp_path: Path, variables: dict[str, Any], expected: str
+) -> None:
+    done = llamacpp_host_vars(tmp_path, **variables)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert expected in done.stdout
+
+
+def test_a_gpu_without_a_cuda_architecture_fails_naming_the_table(tmp_path: Path) -> None:
+    done = llamacpp_host_vars(
+        tmp_path, llamacpp_enable_gpu=True, infra_llamacpp_accelerator_type="nvidia-tesla-v100"
+    )
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0
+    assert "infra_llamacpp_accelerator_type nvidia-tesla-v100 is not in infra_accelerators" in said
