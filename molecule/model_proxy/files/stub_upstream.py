@@ -49,7 +49,7 @@ class Handler(BaseHTTPRequestHandler):
         for index in range(STREAM_LINES):
             if index:
                 time.sleep(STREAM_DELAY_S)
-            line = json.dumps({"index": index, "time": time.time(), "done": index == STREAM_LINES - 1}).encode() + b"\n"
+            line = json.dumps({"index": index, "done": index == STREAM_LINES - 1}).encode() + b"\n"
             self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
