@@ -70,6 +70,15 @@ def test_ollama_environment_selects_cpu_or_gpu(host: Any, setting: Any) -> None:
     assert (unit_property(host, "PrivateDevices") == "yes") is (not setting("ollama_enable_gpu"))
 
 
+def test_ollama_gpu_unit_has_no_device_allow_list_that_would_shut_out_the_gpu(host: Any) -> None:
+    # Any DeviceAllow= (ProtectClock= implies one on systemd < 253) makes the policy an allow-list
+    # without /dev/nvidia*. The previous test ties PrivateDevices to ollama_enable_gpu.
+    if unit_property(host, "PrivateDevices") == "yes":
+        pytest.skip("CPU unit: PrivateDevices closes the devices on purpose")
+    assert unit_property(host, "DevicePolicy") == "auto"
+    assert unit_property(host, "DeviceAllow") == ""
+
+
 def test_ollama_models_dir_belongs_to_the_service_and_is_private(host: Any) -> None:
     models = host.file(MODELS_DIR)
     assert models.is_directory
@@ -124,3 +133,21 @@ def test_ollama_reports_running_models_for_the_exporter(http: Any, ollama_api: s
     running = http.get(f"{ollama_api}/api/ps")
     assert running.status == 200
     assert isinstance(running.json()["models"], list)
+
+
+def test_ollama_loads_models_into_gpu_memory(
+    host: Any, http: Any, ollama_api: str, expected_models: list[str]
+) -> None:
+    """On a GPU host a loaded model sits in VRAM; Ollama's silent fallback reports size_vram 0."""
+    if not host.file("/dev/nvidia0").exists:
+        pytest.skip("no GPU on this host (/dev/nvidia0)")
+    if not expected_models:
+        pytest.skip("no models configured")
+    model = expected_models[0]
+    # A generate request without a prompt only loads the model.
+    loaded = http.post(
+        f"{ollama_api}/api/generate", {"model": model, "keep_alive": "1m", "stream": False}, timeout=600
+    )
+    assert loaded.status == 200, loaded.body
+    running = {m["name"]: m for m in http.get(f"{ollama_api}/api/ps").json()["models"]}
+    assert running[model]["size_vram"] > 0, running[model]

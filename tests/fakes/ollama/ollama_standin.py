@@ -19,6 +19,12 @@ the way Ollama stores them (``manifests/registry.ollama.ai/library/NAME/TAG`` an
 pulling a name that is not listed there fails as a pull of an unknown model does. No model is
 ever run: ``/api/generate`` with a prompt is refused.
 
+Device discovery is Ollama's as far as the role and the host checks see it: shortly after the API
+answers, the server logs one ``msg="inference compute"`` line per device in Ollama's format
+(``discover/types.go``): a CUDA GPU when ``/dev/nvidiactl`` and ``/dev/nvidia0`` can be seen in
+its sandbox and ``CUDA_VISIBLE_DEVICES`` does not hide them, else ``id=cpu library=cpu``. A test
+makes a GPU host by creating those two paths; ``/api/ps`` then reports loaded models in VRAM.
+
 Standard library only, so it runs on a bare Debian host with ``python3``.
 """
 
@@ -100,7 +106,7 @@ class ServeConfig:
     keep_alive_s: float | None
     num_parallel: int
     max_loaded_models: int
-    compute: str
+    hide_gpus: bool
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> ServeConfig:
@@ -108,7 +114,6 @@ class ServeConfig:
         models = Path(env.get("OLLAMA_MODELS") or Path(env.get("HOME", "/")) / ".ollama" / "models")
         if not models.is_absolute():
             raise ConfigError(f"OLLAMA_MODELS={str(models)!r} is not an absolute path")
-        gpus = env.get("CUDA_VISIBLE_DEVICES")
         return cls(
             host=host,
             port=port,
@@ -116,8 +121,40 @@ class ServeConfig:
             keep_alive_s=parse_duration(env.get("OLLAMA_KEEP_ALIVE", "5m"), "OLLAMA_KEEP_ALIVE"),
             num_parallel=parse_count(env, "OLLAMA_NUM_PARALLEL", 1),
             max_loaded_models=parse_count(env, "OLLAMA_MAX_LOADED_MODELS", 3),
-            compute="cpu" if gpus == "-1" else "gpu-if-present",
+            hide_gpus=env.get("CUDA_VISIBLE_DEVICES") == "-1",
         )
+
+
+# What the stand-in looks for where Ollama loads libcuda: the control and first device nodes.
+GPU_DEVICES = (Path("/dev/nvidiactl"), Path("/dev/nvidia0"))
+GPU_MEMORY = 80 * 2**30
+
+
+def discover_gpu(config: ServeConfig) -> bool:
+    return not config.hide_gpus and all(p.exists() for p in GPU_DEVICES)
+
+
+def compute_log_line(gpu: bool) -> str:
+    """Ollama's startup line for the device it will use (discover/types.go, LogDetails)."""
+    if gpu:
+        return (
+            'level=INFO source=types.go:42 msg="inference compute" '
+            'id=GPU-00000000-0000-0000-0000-000000000000 filter_id="" library=CUDA compute=9.0 '
+            'name=CUDA0 description="Ollama stand-in GPU" '
+            'libdirs=ollama,cuda_v13 driver=13.0 pci_id=0000:00:04.0 type=discrete total="80.0 GiB" '
+            'available="79.5 GiB"'
+        )
+    return (
+        'level=INFO source=types.go:60 msg="inference compute" id=cpu library=cpu compute="" name=cpu '
+        'description=cpu libdirs=ollama driver="" pci_id="" type="" total="4.0 GiB" available="3.5 GiB"'
+    )
+
+
+def log_discovery(gpu: bool, delay_s: float = 1.0) -> None:
+    """Ollama discovers devices after it listens: the API answers before these lines exist."""
+    time.sleep(delay_s)
+    print('level=INFO source=runner.go:80 msg="discovering available GPUs..."', file=sys.stderr)
+    print(compute_log_line(gpu), file=sys.stderr, flush=True)
 
 
 def normalise(name: str) -> str:
@@ -218,6 +255,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "ollama-standin"
     config: ServeConfig
     store: ModelStore
+    gpu: bool = False
 
     def do_HEAD(self) -> None:
         self._send(HTTPStatus.OK, b"", "text/plain; charset=utf-8")
@@ -268,7 +306,13 @@ class Handler(BaseHTTPRequestHandler):
             expires = expires or datetime.fromtimestamp(loaded.expires_at or 0, UTC)
             described.pop("modified_at")
             models.append(
-                {**described, "expires_at": expires.isoformat(), "size_vram": 0, "context_length": 4096}
+                {
+                    **described,
+                    "expires_at": expires.isoformat(),
+                    # Ollama offloads the whole model when it fits in the GPU's memory.
+                    "size_vram": described["size"] if self.gpu and described["size"] <= GPU_MEMORY else 0,
+                    "context_length": 4096,
+                }
             )
         self._json(HTTPStatus.OK, {"models": models})
 
@@ -363,17 +407,18 @@ def serve(env: dict[str, str]) -> int:
     registry = json.loads((LIB_DIR / "standin-registry.json").read_text())
     Handler.config = config
     Handler.store = ModelStore(config.models_dir, registry)
+    Handler.gpu = discover_gpu(config)
     settings = {
         k: v for k, v in sorted(env.items()) if k.startswith("OLLAMA_") or k == "CUDA_VISIBLE_DEVICES"
     }
     print(f'level=INFO msg="server config" env="{settings}"', file=sys.stderr)
-    print(f'level=INFO msg="inference compute" library={config.compute}', file=sys.stderr)
     httpd = ThreadingHTTPServer((config.host, config.port), Handler)
     print(
         f'level=INFO msg="Listening on {config.host}:{config.port} (version {VERSION})"',
         file=sys.stderr,
         flush=True,
     )
+    threading.Thread(target=log_discovery, args=(Handler.gpu,), daemon=True).start()
     httpd.serve_forever()
     return 0
 
