@@ -4,6 +4,7 @@ runs of tests/infra/gateway_site.yml against it."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ CF_ACCOUNT = "0123456789abcdef0123456789abcdef"
 CLIENT_KEY = "client-key-never-logged-0123456789"
 JWT_SECRET = "jwt-secret-never-logged-0123456789abcdef"
 SERVICE = f"projects/{PROJECT}/locations/us-central1/services/llm-canary-gateway"
-SECRETS = ("llm-canary-gateway-api-keys", "llm-canary-gateway-backends")
+SECRETS = ("llm-canary-gateway-api-keys", "llm-canary-gateway-backends", "llm-canary-gateway-model-ca")
 
 
 class GatewayCloud(Cloud):
@@ -31,6 +32,35 @@ class GatewayCloud(Cloud):
         self.env["SSL_CERT_FILE"] = str(self.running.certificates.ca_file)
         self.cloudflare = FakeCloudflare(CF_TOKEN, CF_ACCOUNT)
         self.cloudflare_url = self.cloudflare.serve()
+        self.model_ca = workdir / "tls" / "ca.crt"
+        self.new_model_ca()
+
+    def new_model_ca(self) -> str:
+        """Make the VMs' CA certificate afresh where the hosts play leaves it (hosts_tls_ca_file); its PEM."""
+        self.model_ca.parent.mkdir(exist_ok=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=llm-canary test model CA",
+                "-days",
+                "1",
+                "-keyout",
+                str(self.model_ca.with_suffix(".key")),
+                "-out",
+                str(self.model_ca),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return self.model_ca.read_text()
 
     def deploy(
         self, playbook: str = "tests/infra/gateway_site.yml", check: bool = False, **variables: Any
@@ -44,6 +74,7 @@ class GatewayCloud(Cloud):
             "edge_rate_limit_mode": "do",
             "infra_api_retries": 0,
             "gateway_health_retries": 2,
+            "hosts_tls_ca_file": str(self.model_ca),
         }
         return self.play(playbook, check=check, **(base | variables))
 
@@ -68,6 +99,13 @@ class GatewayCloud(Cloud):
 
     def secret_versions(self) -> dict[str, int]:
         return {k.rsplit("/", 1)[1]: len(v["_versions"]) for k, v in self.state.secrets.items()}
+
+    def model_ca_versions(self) -> list[str]:
+        """The PEMs the CA's secret holds, oldest first."""
+        secret = next(
+            v for k, v in self.state.secrets.items() if k.endswith("/secrets/llm-canary-gateway-model-ca")
+        )
+        return [v.decode() for v in secret["_versions"]]
 
     def api_writes(self) -> list[str]:
         """Mutating calls to Google's APIs (not requests to the services' own run.app URLs)."""

@@ -37,6 +37,19 @@ def test_fresh_deploy(gw):
     }
     assert service["template"]["serviceAccount"] == "llm-canary-gateway@canary-test.iam.gserviceaccount.com"
     assert gw.secret_versions() == {s: 1 for s in SECRETS}
+    # The VMs' CA: its PEM in Secret Manager, version 1 mounted as a file that SSL_CERT_FILE names.
+    assert gw.model_ca_versions() == [gw.model_ca.read_text()]
+    assert service["template"]["volumes"] == [
+        {
+            "name": "model-ca",
+            "secret": {
+                "secret": "llm-canary-gateway-model-ca",
+                "items": [{"path": "ca.crt", "version": "1"}],
+            },
+        }
+    ]
+    assert container["volumeMounts"] == [{"name": "model-ca", "mountPath": "/etc/llm-canary/model-ca"}]
+    assert env["SSL_CERT_FILE"] == {"name": "SSL_CERT_FILE", "value": "/etc/llm-canary/model-ca/ca.crt"}
     for secret in gw.state.secrets.values():
         bindings = secret["_policy"]["_body"]["bindings"]
         assert bindings == [
@@ -58,6 +71,26 @@ def test_unchanged_rerun_writes_nothing(gw):
     assert rerun.rc == 0, rerun.output[-5000:]
     assert rerun.changed == 0, rerun.output[-5000:]
     assert (gw.revisions(), gw.secret_versions(), len(gw.state.builds), len(gw.api_writes())) == before
+
+
+def test_a_new_ca_is_a_new_revision_that_mounts_its_version(gw):
+    assert gw.deploy().rc == 0
+    (first,) = gw.revisions()
+    pem = gw.new_model_ca()
+    result = gw.deploy(gateway_promotion="never")
+    assert result.rc == 0, result.output[-5000:]
+    second = next(r for r in gw.revisions() if r != first)
+    assert gw.model_ca_versions()[-1] == pem and len(gw.model_ca_versions()) == 2
+    (volume,) = gw.state.revisions[f"{gw.service()['name']}/revisions/{second}"]["volumes"]
+    assert volume["secret"]["items"] == [{"path": "ca.crt", "version": "2"}]
+    assert gw.traffic() == {first: (100, ""), second: (0, "canary")}
+
+
+def test_a_missing_ca_stops_the_gateway_before_cloud_run_naming_hosts_tls_ca_file(gw):
+    result = gw.deploy(hosts_tls_ca_file=str(gw.model_ca.parent / "missing.crt"))
+    assert result.rc != 0
+    assert "hosts_tls_ca_file" in result.output and "missing.crt) is not a file" in result.output
+    assert not any("run.googleapis.com" in w or "gateway-model-ca" in w for w in gw.api_writes())
 
 
 NEW_IMAGE = "us-central1-docker.pkg.dev/canary-test/llm-canary/gateway@sha256:" + "b" * 64
@@ -214,6 +247,21 @@ def test_llamacpp_service_is_the_gateways_last_backend(gw):
     assert last["name"] == "llm-canary-llamacpp" and last["url"] == service["uri"] and last["priority"] == 100
     assert {b["name"] for b in backends} == {"llm-canary-llamacpp", "llm-canary-llamacpp-1"}
     assert_no_secret_in(result.output)
+
+
+def test_without_vm_backends_the_gateway_needs_no_ca_and_mounts_none(gw):
+    result = gw.deploy(
+        gateway_backends=[],  # only the llama.cpp Cloud Run service, with Google's certificate
+        enable_llamacpp_service=True,
+        llamacpp_service_model_bucket="canary-models",
+        llamacpp_service_model_object="m.gguf",
+        hosts_tls_ca_file=str(gw.model_ca.parent / "missing.crt"),
+    )
+    assert result.rc == 0, result.output[-5000:]
+    template = gw.service()["template"]
+    assert "volumes" not in template and "volumeMounts" not in template["containers"][0]
+    assert "SSL_CERT_FILE" not in {e["name"] for e in template["containers"][0]["env"]}
+    assert "llm-canary-gateway-model-ca" not in gw.secret_versions()
 
 
 def test_llamacpp_service_on_a_gpu(gw):
