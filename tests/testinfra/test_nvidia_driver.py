@@ -74,6 +74,24 @@ def test_driver_packages_are_pinned_to_the_branch(host: Any, branch: str) -> Non
     assert "Pin-Priority: 1001" in pin.splitlines()
 
 
+# Kernel headers as Debian and Ubuntu name them: linux-headers-<version>-<ABI>-<flavour> for one
+# kernel (6.1.0-28-cloud-amd64, 6.8.0-1015-gcp), linux-headers-<flavour> for the metapackage.
+VERSIONED_HEADERS = re.compile(r"^linux-headers-[0-9][^-]*-(?:[0-9]+-)?(?P<flavour>[a-z][a-z0-9-]*)$")
+
+
+def test_kernel_headers_metapackage_follows_every_installed_kernel_flavour(host: Any) -> None:
+    """DKMS builds the driver for the next kernel only if its headers arrive with it: the
+    flavour's metapackage (linux-headers-cloud-amd64) must sit beside each kernel's headers."""
+    installed = host.check_output(
+        "dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' 'linux-headers-*' 2>/dev/null || true"
+    ).splitlines()
+    packages = {line.split()[1] for line in installed if line.startswith("ii ")}
+    flavours = {m["flavour"] for p in packages if (m := VERSIONED_HEADERS.match(p)) and "common" not in p}
+    if not flavours:
+        pytest.skip("no kernel headers installed (nvidia_driver_manage_kernel_module is false here)")
+    assert {f"linux-headers-{flavour}" for flavour in flavours} <= packages, packages
+
+
 def apt_policy(host: Any, names: list[str]) -> dict[str, tuple[str, list[str]]]:
     """{package: (candidate version, every version offered)} from `apt-cache policy`."""
     policy: dict[str, tuple[str, list[str]]] = {}
