@@ -106,15 +106,19 @@ def test_up_writes_the_outputs_and_keeps_secrets_private():
     assert stat.S_IMODE((ROOT / "outputs/local/credentials/ca.key").stat().st_mode) == 0o600
 
 
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 def test_the_model_port_answers_only_over_tls_with_its_key():
     written = outputs()
     url, key = written["llamacpp_url"], (ROOT / written["llamacpp_api_key_file"]).read_text().strip()
     ca = str(ROOT / written["model_ca_file"])
     assert requests.get(f"{url}/v1/models", verify=ca, timeout=10).status_code == 401
     assert requests.get(f"{url}/health", verify=ca, timeout=10).status_code == 401
-    wrong = requests.get(f"{url}/v1/models", verify=ca, timeout=10, headers={"Authorization": "Bearer wrong"})
+    wrong = requests.get(f"{url}/v1/models", verify=ca, timeout=10, headers=_bearer("wrong"))
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
-    right = requests.get(f"{url}/v1/models", verify=ca, timeout=10, headers={"Authorization": f"Bearer {key}"})
+    right = requests.get(f"{url}/v1/models", verify=ca, timeout=10, headers=_bearer(key))
     assert right.status_code == 200 and written["model"] in [m["id"] for m in right.json()["data"]]
     # Not trusted without the deployment's CA, and no plain-HTTP answer from the model.
     with pytest.raises(requests.exceptions.SSLError):
@@ -169,12 +173,15 @@ def _backends_up() -> bool:
     """llama.cpp answers its /health and the gateway has taken it back (its probe saw it)."""
     try:
         written = outputs()
-        llama = requests.get(
-            f"{written['llamacpp_url']}/health",
-            timeout=5,
-            verify=str(ROOT / written["model_ca_file"]),
-            headers={"Authorization": f"Bearer {(ROOT / written['llamacpp_api_key_file']).read_text().strip()}"},
-        ).status_code == 200
+        llama = (
+            requests.get(
+                f"{written['llamacpp_url']}/health",
+                timeout=5,
+                verify=str(ROOT / written["model_ca_file"]),
+                headers=_bearer((ROOT / written["llamacpp_api_key_file"]).read_text().strip()),
+            ).status_code
+            == 200
+        )
         gateway = requests.get(f"{outputs()['gateway_url']}/health", timeout=5).json()
     except requests.RequestException:
         return False

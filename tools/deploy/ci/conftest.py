@@ -21,7 +21,7 @@ def stack() -> Stack:
     return Stack.load()
 
 
-class _Session(requests.Session):
+class TimeoutSession(requests.Session):
     """A session whose every request has the deadline."""
 
     def request(self, *args, **kwargs):
@@ -31,5 +31,5 @@ class _Session(requests.Session):
 
 @pytest.fixture(scope="session")
 def http() -> requests.Session:
-    with _Session() as session:
+    with TimeoutSession() as session:
         yield session

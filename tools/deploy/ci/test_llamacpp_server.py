@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import openai
 import pytest
 import requests
+from conftest import TimeoutSession
 
 # The seed's latency objective: a short answer within 2 s.
 LATENCY_OBJECTIVE_S = 2.0
@@ -29,10 +29,13 @@ def key(stack) -> str:
 
 
 @pytest.fixture(scope="module")
-def tls(http, stack) -> requests.Session:
-    """The session's deadline, verifying the port against the deployment's CA only."""
-    http.verify = stack.model_ca_file
-    return http
+def tls(stack) -> requests.Session:
+    """A session that verifies the port against the deployment's CA only. trust_env off: requests
+    would otherwise let $REQUESTS_CA_BUNDLE override the session's verify (requests#3829)."""
+    with TimeoutSession() as session:
+        session.verify = stack.model_ca_file
+        session.trust_env = False
+        yield session
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def client(base_url, key, stack) -> openai.OpenAI:
         api_key=key,
         timeout=30.0,
         max_retries=0,
-        http_client=httpx.Client(verify=stack.model_ssl_context()),
+        http_client=openai.DefaultHttpxClient(verify=stack.model_ssl_context()),
     )
 
 
