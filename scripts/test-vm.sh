@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # make test-vm: the host roles on a real (emulated) Debian 12 VM, checked over SSH by the same
 # tests/testinfra files Molecule uses. QEMU with TCG boots the cached image (make setup,
-# scripts/setup.d/55-vm-image.sh) from a throw-away overlay; playbooks/hosts.yml installs llama.cpp
-# from the prebuilt archive and the exporter, as on GCE (the VM is in the llamacpp group only).
+# scripts/setup.d/55-vm-image.sh) from a throw-away overlay, with a second, blank disk that plays
+# the Ollama VM's model disk (serial google-models, named as GCE names it by tests/vm/prepare.yml);
+# the model_disk role formats and mounts it (tests/vm/model-disk.yml, twice: the second run must
+# change nothing; then its faults, tests/vm/model-disk-faults.yml); playbooks/hosts.yml installs
+# llama.cpp from the prebuilt archive and the exporter, as on GCE (the VM is in the llamacpp group).
 # KEEP=1 leaves the VM running afterwards (ssh -F build/vm/ssh_config llm-canary-vm).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -19,6 +22,8 @@ if [ -f "$run/qemu.pid" ] && kill -0 "$(cat "$run/qemu.pid")" 2>/dev/null; then
 fi
 rm -rf "$run" && mkdir -p "$run"
 qemu-img create -q -f qcow2 -F qcow2 -b "$VM_IMAGE_DIR/rootfs.qcow2" "$run/disk.qcow2"
+# A fresh, blank data disk each run (sparse: it takes no space until written).
+qemu-img create -q -f raw "$run/models.raw" 1G
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 
 stop_vm() { [ -f "$run/qemu.pid" ] && kill "$(cat "$run/qemu.pid")" 2>/dev/null || true; }
@@ -26,10 +31,14 @@ stop_vm() { [ -f "$run/qemu.pid" ] && kill "$(cat "$run/qemu.pid")" 2>/dev/null 
 log "boot the test VM (QEMU TCG, ssh on 127.0.0.1:$port)"
 start=$SECONDS
 # TCG: /dev/kvm here cannot boot a stock kernel. -cpu max gives the guest AVX2 for llama.cpp.
+# The data disk sits in a later PCI slot (addr=0x10) than the root disk, so the root disk stays
+# /dev/vda (QEMU places an explicit -device before the -drive if=virtio one otherwise).
 qemu-system-x86_64 -name llm-canary-vm -machine q35,accel=tcg -cpu max -smp 2 -m 4096 \
   -kernel "$VM_IMAGE_DIR/vmlinuz" -initrd "$VM_IMAGE_DIR/initrd.img" \
   -append "root=/dev/vda rw console=ttyS0 quiet" \
   -drive "file=$run/disk.qcow2,if=virtio,format=qcow2" \
+  -drive "file=$run/models.raw,if=none,id=models,format=raw" \
+  -device virtio-blk-pci,drive=models,serial=google-models,addr=0x10 \
   -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:22" -device virtio-net-pci,netdev=net0 \
   -display none -serial "file:$run/console.log" -daemonize -pidfile "$run/qemu.pid"
 
@@ -72,8 +81,17 @@ INV
 export MOLECULE_EPHEMERAL_DIRECTORY="$run" MOLECULE_PROJECT_DIRECTORY="$ROOT"
 log "prepare: the llama-server archive, fresh package lists"
 ansible-playbook -i "$run/inventory.yml" tests/vm/prepare.yml
+log "model_disk on the VM's second disk"
+ansible-playbook -i "$run/inventory.yml" tests/vm/model-disk.yml
+log "model_disk again: nothing may change"
+ansible-playbook -i "$run/inventory.yml" tests/vm/model-disk.yml | tee "$run/model-disk-again.log"
+grep -Eq 'llm-canary-vm +: ok=[0-9]+ +changed=0 ' "$run/model-disk-again.log" \
+  || die "the second model_disk run changed something (see the report above)"
+log "model_disk faults"
+ansible-playbook -i "$run/inventory.yml" tests/vm/model-disk-faults.yml
 log "playbooks/hosts.yml on the VM"
 ansible-playbook -i "$run/inventory.yml" -e @tests/vm/host_vars.yml playbooks/hosts.yml
 log "tests/testinfra over SSH"
-LLM_CANARY_HOST_GROUPS=llamacpp LLAMACPP_MODEL_NAME=llm-canary-tiny pytest -p no:cacheprovider -q -rs --hosts=ssh://llm-canary-vm --ssh-config="$run/ssh_config" tests/testinfra
+# Group model_disk: the VM carries the model disk (tests/testinfra/test_model_disk.py).
+LLM_CANARY_HOST_GROUPS=llamacpp,model_disk LLAMACPP_MODEL_NAME=llm-canary-tiny pytest -p no:cacheprovider -q -rs --hosts=ssh://llm-canary-vm --ssh-config="$run/ssh_config" tests/testinfra
 log "test-vm passed in $((SECONDS - start)) s"
