@@ -92,6 +92,9 @@ ansible-playbook -i "$run/inventory.yml" tests/vm/model-disk-faults.yml
 log "playbooks/hosts.yml on the VM"
 ansible-playbook -i "$run/inventory.yml" -e @tests/vm/host_vars.yml playbooks/hosts.yml
 log "tests/testinfra over SSH"
+# The proxy's checks verify its certificate with the model CA, as a client holds it (a copy on the VM).
+scp -q -F "$run/ssh_config" "$run/credentials/ca.crt" llm-canary-vm:/usr/local/share/llm-canary-model-ca.crt
 # Group model_disk: the VM carries the model disk (tests/testinfra/test_model_disk.py).
-LLM_CANARY_HOST_GROUPS=llamacpp,model_disk LLAMACPP_MODEL_NAME=llm-canary-tiny pytest -p no:cacheprovider -q -rs --hosts=ssh://llm-canary-vm --ssh-config="$run/ssh_config" tests/testinfra
+MODEL_PROXY_CA_FILE=/usr/local/share/llm-canary-model-ca.crt \
+  LLM_CANARY_HOST_GROUPS=llamacpp,model_disk LLAMACPP_MODEL_NAME=llm-canary-tiny pytest -p no:cacheprovider -q -rs --hosts=ssh://llm-canary-vm --ssh-config="$run/ssh_config" tests/testinfra
 log "test-vm passed in $((SECONDS - start)) s"

@@ -3,4 +3,4 @@
 # Debian packages every part of the project needs.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
-apt_ensure ca-certificates curl git make cmake ninja-build ccache g++ python3-venv unzip
+apt_ensure ca-certificates curl git make cmake ninja-build ccache g++ python3-venv unzip zstd

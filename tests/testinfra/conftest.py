@@ -136,6 +136,33 @@ def private_address(host: Any) -> str:
     return words[words.index("src") + 1]
 
 
+def _behind_proxy(host: Any, runtime: str) -> bool:
+    """Whether roles/model_proxy fronts this runtime (then the server itself listens on loopback)."""
+    return host.file(f"/etc/nginx/conf.d/llm-canary-{runtime}.conf").exists
+
+
+@pytest.fixture
+def server_address(host: Any, private_address: str):
+    """server_address(runtime): where the model server itself listens: loopback behind its TLS
+    proxy (playbooks/hosts.yml), the private address when the role runs alone."""
+
+    def lookup(runtime: str) -> str:
+        return "127.0.0.1" if _behind_proxy(host, runtime) else private_address
+
+    return lookup
+
+
+@pytest.fixture
+def port_listeners(private_address: str, server_address):
+    """port_listeners(runtime): the addresses its port may listen on: the server's, and the
+    private address too when a TLS proxy answers there."""
+
+    def lookup(runtime: str) -> list[str]:
+        return sorted({server_address(runtime), private_address})
+
+    return lookup
+
+
 def require_group(groups: set[str], group: str) -> None:
     if group not in groups:
         pytest.skip(f"host is not in group {group!r} (groups: {sorted(groups) or 'none'})")

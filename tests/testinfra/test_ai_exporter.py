@@ -64,11 +64,11 @@ def test_llamacpp_model_is_reported_loaded(host_groups: set[str], metrics, setti
 
 
 def test_ollama_models_are_reported_as_ollama_reports_them(
-    host_groups: set[str], metrics, http, private_address: str, setting
+    host_groups: set[str], metrics, http, server_address, setting
 ) -> None:
     if "ollama" not in host_groups:
         pytest.skip("host is not in group 'ollama'")
-    api = f"http://{private_address}:{setting('ollama_port')}"
+    api = f"http://{server_address('ollama')}:{setting('ollama_port')}"
     pulled = {m["name"] for m in http.get(f"{api}/api/tags").json()["models"]}
     running = {m["name"] for m in http.get(f"{api}/api/ps").json()["models"]}
     assert pulled, "Ollama has no models pulled"

@@ -22,8 +22,8 @@ def api_key(host: Any) -> str:
 
 
 @pytest.fixture
-def base_url(private_address: str, setting) -> str:
-    return f"http://{private_address}:{setting('llamacpp_port')}"
+def base_url(server_address, setting) -> str:
+    return f"http://{server_address('llamacpp')}:{setting('llamacpp_port')}"
 
 
 @pytest.fixture
@@ -57,8 +57,8 @@ def test_unit_is_hardened(host: Any) -> None:
     }
 
 
-def test_listens_on_the_private_address_only(listening_addresses, private_address: str, setting) -> None:
-    assert listening_addresses(setting("llamacpp_port")) == [private_address]
+def test_listens_on_the_private_address_only(listening_addresses, port_listeners, setting) -> None:
+    assert sorted(listening_addresses(setting("llamacpp_port"))) == port_listeners("llamacpp")
 
 
 def test_current_links_to_a_versioned_install(host: Any) -> None:

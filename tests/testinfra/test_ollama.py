@@ -18,8 +18,8 @@ MODELS_DIR = "/var/lib/ollama/models"
 
 
 @pytest.fixture
-def ollama_api(private_address: str, setting: Any) -> str:
-    return f"http://{private_address}:{setting('ollama_port')}"
+def ollama_api(server_address: Any, setting: Any) -> str:
+    return f"http://{server_address('ollama')}:{setting('ollama_port')}"
 
 
 @pytest.fixture
@@ -42,9 +42,9 @@ def test_ollama_service_is_enabled_and_running(host: Any) -> None:
 
 
 def test_ollama_listens_on_the_private_address_only(
-    listening_addresses: Any, private_address: str, setting: Any
+    listening_addresses: Any, port_listeners: Any, setting: Any
 ) -> None:
-    assert listening_addresses(setting("ollama_port")) == [private_address]
+    assert sorted(listening_addresses(setting("ollama_port"))) == port_listeners("ollama")
 
 
 def test_ollama_runs_as_its_unprivileged_system_user(host: Any) -> None:

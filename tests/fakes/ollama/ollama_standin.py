@@ -7,7 +7,7 @@ code path. It implements the part of Ollama that the role, the exporter and oper
 
 * ``ollama serve`` with Ollama's environment (``OLLAMA_HOST``, ``OLLAMA_MODELS``,
   ``OLLAMA_KEEP_ALIVE``, ``OLLAMA_NUM_PARALLEL``, ``OLLAMA_MAX_LOADED_MODELS``,
-  ``CUDA_VISIBLE_DEVICES``), serving ``GET /``, ``GET /api/version``, ``GET /api/tags``,
+  ``CUDA_VISIBLE_DEVICES``), serving ``GET /``, ``GET /api/version``, ``GET /api/tags``, ``GET /v1/models``,
   ``POST /api/pull``, ``GET /api/ps`` and ``POST /api/generate`` without a prompt (load or
   unload a model, as Ollama does);
 * ``ollama list`` (a client of that server, as in Ollama's runbooks) and ``ollama --version``.
@@ -266,6 +266,7 @@ class Handler(BaseHTTPRequestHandler):
             "/api/version": self._version,
             "/api/tags": self._tags,
             "/api/ps": self._ps,
+            "/v1/models": self._openai_models,
         }
         route = routes.get(self.path.split("?", 1)[0])
         if route is None:
@@ -297,6 +298,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def _tags(self) -> None:
         self._json(HTTPStatus.OK, {"models": [self.store.describe(n) for n in self.store.pulled()]})
+
+    def _openai_models(self) -> None:
+        """The OpenAI-compatible list Ollama serves beside its own API."""
+        data = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "library"} for name in self.store.pulled()
+        ]
+        self._json(HTTPStatus.OK, {"object": "list", "data": data})
 
     def _ps(self) -> None:
         models = []
