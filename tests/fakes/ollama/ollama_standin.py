@@ -301,9 +301,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _openai_models(self) -> None:
         """The OpenAI-compatible list Ollama serves beside its own API."""
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "library"} for name in self.store.pulled()
-        ]
+        data = [{"id": n, "object": "model", "owned_by": "library"} for n in self.store.pulled()]
         self._json(HTTPStatus.OK, {"object": "list", "data": data})
 
     def _ps(self) -> None:

@@ -132,7 +132,9 @@ options:
         type: str
         required: true
       bucket:
-        description: The Cloud Storage bucket to mount. Exactly one of O(volumes[].bucket) and O(volumes[].secret).
+        description:
+          - The Cloud Storage bucket to mount.
+          - Exactly one of O(volumes[].bucket) and O(volumes[].secret).
         type: str
       read_only:
         description: Whether the bucket is mounted read-only (a secret volume always is).
@@ -230,7 +232,11 @@ EXAMPLES = r"""
       SSL_CERT_FILE: /etc/llm-canary/model-ca/ca.crt
     volumes:
       # Secret volumes are read-only; the version pins the file, so a new one is a new revision.
-      - {name: model-ca, secret: gateway-model-ca, version: "2", path: ca.crt, mount_path: /etc/llm-canary/model-ca}
+      - name: model-ca
+        secret: gateway-model-ca
+        version: "2"
+        path: ca.crt
+        mount_path: /etc/llm-canary/model-ca
       - {name: models, bucket: example-models, mount_path: /models}
 
 - name: Promote the canary once its tag URL is healthy
