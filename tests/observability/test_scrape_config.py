@@ -118,6 +118,7 @@ def test_runbook_sh_blocks_are_valid_shell_for_the_local_stack():
             "worker_url",
             "prometheus_url",
             "llamacpp_api_key_file",
+            "model_ca_file",
         }, key
     assert "gcloud" not in commands  # GCP commands live in console blocks, which the local test skips
 
